@@ -1,0 +1,77 @@
+"""Content-addressed artifacts: key = hash of everything that determines them; atomic writes.
+
+A file that cannot be read back (truncated, corrupt, wrong format) is treated as missing:
+it is deleted, recomputed and rewritten, never used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from . import config
+
+T = TypeVar("T")
+# Bump when the meaning of cached results changes without their inputs changing.
+CACHE_VERSION = 1
+
+
+def key_of(spec: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-serialisable spec."""
+    blob = json.dumps({"v": CACHE_VERSION, **spec}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def path_for(kind: str, spec: dict[str, Any]) -> Path:
+    return config.cache_dir() / kind / f"{key_of(spec)}.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CorruptCacheError(RuntimeError):
+    pass
+
+
+def load_checked(path: Path) -> Any:
+    """Load a cache file; raise CorruptCacheError (naming the file and the fix) if unreadable."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises several types for truncated/corrupt zips
+        raise CorruptCacheError(
+            f"cache file {path} is corrupt ({type(exc).__name__}); delete it to recompute"
+        ) from exc
+    if not isinstance(payload, dict) or "spec" not in payload or "value" not in payload:
+        raise CorruptCacheError(f"cache file {path} has no spec/value record; delete it to recompute")
+    return payload
+
+
+def cached(kind: str, spec: dict[str, Any], compute: Callable[[], T], refresh: bool = False) -> T:
+    """Return the cached value for spec, computing and storing it on a miss or a corrupt file."""
+    path = path_for(kind, spec)
+    if path.exists() and not refresh:
+        try:
+            return load_checked(path)["value"]
+        except CorruptCacheError as err:
+            print(f"[cache] {err} -> recomputing")
+            path.unlink(missing_ok=True)
+    value = compute()
+    save_atomic({"spec": spec, "value": value}, path)
+    return value

@@ -1,0 +1,133 @@
+"""One registry of models: `paper` (open_clip / Hugging Face hub) and `mini` (trained here).
+
+`load_model(name)` returns a LoadedModel (the open_clip CLIP, its preprocessing, tokenizer);
+`classifier(name, dataset)` returns the ZeroShotClassifier that every evaluation and attack uses.
+"""
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import open_clip
+import torch
+from torch import nn
+
+from . import config, data
+from .zeroshot import ZeroShotClassifier, text_head
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class PaperModelSpec:
+    """How open_clip builds a paper model: `arch` always, and either `pretrained` or a hub id."""
+
+    arch: str
+    pretrained: str | None = None
+    hub_id: str | None = None
+    method: str = "CLIP"
+    checkpoint_env: str | None = None  # for models without a public hub checkpoint
+
+
+PAPER_MODELS: dict[str, PaperModelSpec] = {
+    "clip-vit-b-32": PaperModelSpec("ViT-B-32", pretrained="openai"),
+    "clip-vit-l-14": PaperModelSpec("ViT-L-14", pretrained="openai"),
+    "fare4-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/fare4-clip", method="FARE"),
+    "fare2-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/fare2-clip", method="FARE"),
+    "tecoa4-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/tecoa4-clip", method="TeCoA"),
+    "tecoa2-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/tecoa2-clip", method="TeCoA"),
+    "tga4-vit-l-14": PaperModelSpec("ViT-L-14", method="TGA", checkpoint_env="RADAPT_TGA_CHECKPOINT"),
+}
+MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA"}
+
+# The models each profile compares, by the paper's method names.
+PROFILE_MODELS: dict[str, dict[str, str]] = {
+    "mini": {"CLIP": "mini-clip", "TeCoA": "mini-tecoa", "TGA": "mini-tga", "FARE": "mini-fare"},
+    "paper": {"CLIP": "clip-vit-l-14", "TeCoA": "tecoa4-vit-l-14", "TGA": "tga4-vit-l-14", "FARE": "fare4-vit-l-14"},
+}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    clip: nn.Module  # open_clip CLIP: .visual, .encode_text
+    preprocess: Callable | None
+    tokenizer: Callable[[Sequence[str]], torch.Tensor]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    info: dict[str, Any]
+
+
+def check_model(name: str) -> str:
+    if name not in PAPER_MODELS and name not in MINI_MODELS:
+        raise ValueError(f"unknown model {name!r}: use one of {sorted(MINI_MODELS)} (mini) or {sorted(PAPER_MODELS)} (paper)")
+    return name
+
+
+def profile_of(name: str) -> str:
+    return "mini" if check_model(name) in MINI_MODELS else "paper"
+
+
+def open_clip_call(name: str, pretrained: bool = True) -> tuple[str, dict[str, Any]]:
+    """The (model_name, kwargs) given to open_clip.create_model_and_transforms for a paper name.
+
+    With pretrained=False it builds the same architecture with random weights, offline.
+    """
+    spec = PAPER_MODELS[check_model(name)]
+    if not pretrained:
+        return spec.arch, {"pretrained": None}
+    if spec.hub_id is not None:
+        return spec.hub_id, {}
+    if spec.checkpoint_env is not None:
+        path = os.environ.get(spec.checkpoint_env)
+        if not path:
+            raise FileNotFoundError(f"{name} has no public hub checkpoint: set {spec.checkpoint_env} to an open_clip "
+                                    f"{spec.arch} state-dict file, or load it with pretrained=False for a random-weight check")
+        return spec.arch, {"pretrained": path}
+    return spec.arch, {"pretrained": spec.pretrained}
+
+
+def _load_paper(name: str, pretrained: bool) -> LoadedModel:
+    model_name, kwargs = open_clip_call(name, pretrained)
+    clip, _, preprocess = open_clip.create_model_and_transforms(model_name, **kwargs)
+    tokenizer = open_clip.get_tokenizer(model_name if model_name.startswith("hf-hub:") else PAPER_MODELS[name].arch)
+    clip.eval()
+    return LoadedModel(name, clip, preprocess, tokenizer, OPENAI_MEAN, OPENAI_STD,
+                       {"profile": "paper", "open_clip": model_name, **kwargs})
+
+
+def load_model(name: str, pretrained: bool = True, device: torch.device | None = None) -> LoadedModel:
+    """A model by registry name; mini models are trained on first use and cached."""
+    if profile_of(name) == "paper":
+        loaded = _load_paper(name, pretrained)
+    else:
+        from . import training
+
+        loaded = training.load_mini(name)
+    loaded.clip.to(device or config.device())
+    return loaded
+
+
+def classifier(loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str] | None = None,
+               visual: nn.Module | None = None) -> ZeroShotClassifier:
+    """A ZeroShotClassifier over `classnames`; `visual` overrides the tower (e.g. a robust one)."""
+    templates = templates or data.CIFAR_TEMPLATES
+    head = text_head(loaded.clip, loaded.tokenizer, classnames, templates)
+    tower = copy.deepcopy(visual if visual is not None else loaded.clip.visual)
+    model = ZeroShotClassifier(tower, head, loaded.mean, loaded.std, classnames)
+    model.to(head.device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def mini_classifier(name: str, dataset: str) -> ZeroShotClassifier:
+    """The mini model `name` as a zero-shot classifier for a mini dataset's classes.
+
+    Fine-tunes change only the vision tower, so the text head is mini-clip's for every model.
+    """
+    loaded = load_model(name)
+    return classifier(loaded, data.MINI_DATASETS[data.check_dataset(dataset, "mini")].classes)

@@ -1,0 +1,304 @@
+"""The mini model zoo: a small open_clip CLIP pre-trained on CIFAR-10, and FARE / TeCoA / TGA
+fine-tunes of its vision tower on the `animals` source split, all deterministic on the CPU.
+
+Everything is keyed by its config in the cache: a model trains once, on first use.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import attacks, cache, config, data
+from .zeroshot import ZeroShotClassifier, predict, text_head
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class MiniClipConfig:
+    """open_clip's CLIP at a small size; defaults sized to train in ~11 min on 2 CPU threads."""
+
+    width: int = 128
+    layers: int = 8
+    head_width: int = 32
+    patch_size: int = 4
+    image_size: int = 32
+    text_width: int = 128
+    text_heads: int = 4
+    text_layers: int = 4
+    context_length: int = 16
+    embed_dim: int = 128
+    batch_size: int = 256
+    steps: int = 480
+    lr: float = 1.5e-3
+    weight_decay: float = 0.1
+    warmup: int = 40
+    eval_every: int = 60
+    eval_n: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Adversarial fine-tuning of the vision tower (RobustVLM style), l-inf eps on [0, 1] pixels."""
+
+    method: str  # "fare" | "tecoa" | "tga"
+    eps: float = 4 / 255
+    pgd_steps: int = 3
+    batch_size: int = 64
+    steps: int = 200
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    warmup: int = 10
+    eval_every: int = 50
+    eval_n: int = 500
+    tga_refine: float = 0.08  # weight of || attn(x_adv; tuned) - attn(x; frozen) ||^2
+    tga_constrain: float = 0.05  # weight of || attn(x; tuned) - attn(x; frozen) ||^2
+    seed: int = 0
+
+
+MINI_FINETUNES: dict[str, FinetuneConfig] = {
+    "mini-fare": FinetuneConfig("fare"),
+    "mini-tecoa": FinetuneConfig("tecoa"),
+    "mini-tga": FinetuneConfig("tga"),
+}
+
+
+@dataclass
+class TrainLog:
+    """What a training run printed: checkpoints (deterministic numbers) and wall-clock seconds."""
+
+    name: str
+    checkpoints: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    final: dict[str, float] = field(default_factory=dict)
+
+
+def build_mini_clip(cfg: MiniClipConfig) -> CLIP:
+    vision = CLIPVisionCfg(layers=cfg.layers, width=cfg.width, head_width=cfg.head_width,
+                           patch_size=cfg.patch_size, image_size=cfg.image_size)
+    text = CLIPTextCfg(context_length=cfg.context_length, width=cfg.text_width, heads=cfg.text_heads,
+                       layers=cfg.text_layers)
+    return CLIP(embed_dim=cfg.embed_dim, vision_cfg=vision, text_cfg=text)
+
+
+def mini_tokenizer(cfg: MiniClipConfig):
+    return open_clip.tokenizer.SimpleTokenizer(context_length=cfg.context_length)
+
+
+def _cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
+
+
+def _optimizer(params: list[tuple[str, nn.Parameter]], lr: float, wd: float) -> torch.optim.Optimizer:
+    decay = [p for n, p in params if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in params if not (p.ndim >= 2 and "embedding" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}], lr=lr)
+
+
+def _zero_shot_accuracy(model: ZeroShotClassifier, images: data.ImageSet) -> float:
+    return float((predict(model, images.images) == images.labels).float().mean() * 100)
+
+
+def _mini_classifier(clip: CLIP, tokenizer, classnames, visual: nn.Module | None = None) -> ZeroShotClassifier:
+    head = text_head(clip, tokenizer, classnames, data.CIFAR_TEMPLATES)
+    return ZeroShotClassifier(visual if visual is not None else clip.visual, head, CIFAR_MEAN, CIFAR_STD, classnames)
+
+
+def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
+    """Contrastive pre-training on CIFAR-10 train with templated captions.
+
+    Captions repeat (10 classes x 18 templates), so image i and text j of the same class are
+    both positives: the targets spread uniformly over same-class pairs instead of treating
+    them as negatives.
+    """
+    config.setup(cfg.seed)
+    train = data.load_cifar10("train")
+    probe = data.mini_dataset("cifar10", "test", n=cfg.eval_n, seed=cfg.seed + 1)
+    clip = build_mini_clip(cfg)
+    tokenizer = mini_tokenizer(cfg)
+    captions = tokenizer([t.format(c) for c in data.CIFAR10_CLASSES for t in data.CIFAR_TEMPLATES])
+    n_templates = len(data.CIFAR_TEMPLATES)
+    opt = _optimizer(list(clip.named_parameters()), cfg.lr, cfg.weight_decay)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    log = TrainLog("mini-clip")
+    order = torch.randperm(len(train), generator=gen)
+    cursor, start = 0, time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc="mini-clip pre-training", unit="step"):
+        if cursor + cfg.batch_size > len(order):
+            order, cursor = torch.randperm(len(train), generator=gen), 0
+        idx = order[cursor:cursor + cfg.batch_size]
+        cursor += cfg.batch_size
+        x = train.images[idx].float().div(255)
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        x[flip] = x[flip].flip(-1)
+        y = train.labels[idx]
+        tmpl = torch.randint(0, n_templates, (len(idx),), generator=gen)
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+        clip.train()
+        img = F.normalize(clip.visual((x - mean) / std), dim=-1)
+        txt = F.normalize(clip.encode_text(captions[y * n_templates + tmpl]), dim=-1)
+        logits = clip.logit_scale.exp().clamp(max=100) * img @ txt.T
+        same = (y[:, None] == y[None, :]).float()
+        targets = same / same.sum(dim=1, keepdim=True)
+        loss = 0.5 * (torch.sum(-targets * logits.log_softmax(1), 1).mean()
+                      + torch.sum(-targets * logits.T.log_softmax(1), 1).mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            clip.eval()
+            acc = _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), probe)
+            log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
+                                    "probe_acc": acc, "seconds": time.perf_counter() - start})
+    log.seconds = time.perf_counter() - start
+    clip.eval()
+    test = data.mini_dataset("cifar10", "test")
+    log.final = {"zero_shot_top1_cifar10_test": _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), test)}
+    return clip.state_dict(), log
+
+
+def encode_tokens(visual: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pooled embedding, projected patch embeddings) of normalised images, as visual.forward pools."""
+    tokens = visual.ln_post(visual.transformer(visual._embeds(x)))
+    return tokens[:, 0] @ visual.proj, tokens[:, 1:] @ visual.proj
+
+
+def text_guided_attention(visual: nn.Module, x: torch.Tensor, class_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """TGA-ZSR's text-guided attention: softmax over patches of cos(patch embedding, class text)."""
+    pooled, patches = encode_tokens(visual, x)
+    sim = F.normalize(patches, dim=-1) @ class_text.unsqueeze(-1)
+    return pooled, torch.softmax(sim.squeeze(-1) / 0.1, dim=-1)
+
+
+def _finetune_loss(cfg: FinetuneConfig, tuned_visual: nn.Module, frozen_visual: nn.Module, norm,
+                   head: torch.Tensor, x: torch.Tensor, x_adv: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    tuned = lambda z: tuned_visual(norm(z))  # noqa: E731
+    frozen = lambda z: frozen_visual(norm(z))  # noqa: E731
+    if cfg.method == "fare":
+        with torch.no_grad():
+            target = frozen(x)
+        return (tuned(x_adv) - target).pow(2).sum(-1).mean()
+    if cfg.method == "tecoa":
+        return F.cross_entropy(100 * F.normalize(tuned(x_adv), dim=-1) @ head, y)
+    text = head.T[y]
+    with torch.no_grad():
+        _, attn_ref = text_guided_attention(frozen_visual, norm(x), text)
+    emb_adv, attn_adv = text_guided_attention(tuned_visual, norm(x_adv), text)
+    _, attn_clean = text_guided_attention(tuned_visual, norm(x), text)
+    ce = F.cross_entropy(100 * F.normalize(emb_adv, dim=-1) @ head, y)
+    return ce + cfg.tga_refine * (attn_adv - attn_ref).pow(2).sum(-1).mean() \
+        + cfg.tga_constrain * (attn_clean - attn_ref).pow(2).sum(-1).mean()
+
+
+def _inner_loss(cfg: FinetuneConfig, tuned: nn.Module, head: torch.Tensor, target: torch.Tensor, y: torch.Tensor):
+    """What the inner PGD maximises: FARE's embedding distance, or CE for TeCoA / TGA."""
+    if cfg.method == "fare":
+        return lambda z: (tuned(z) - target).pow(2).sum()
+    return lambda z: F.cross_entropy(100 * F.normalize(tuned(z), dim=-1) @ head, y, reduction="sum")
+
+
+def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg: FinetuneConfig,
+             name: str) -> tuple[dict[str, torch.Tensor], TrainLog]:
+    """Adversarially fine-tune mini-clip's vision tower on the source split; the text tower stays."""
+    if cfg.method not in ("fare", "tecoa", "tga"):
+        raise ValueError(f"unknown fine-tuning method {cfg.method!r}: use 'fare', 'tecoa' or 'tga'")
+    config.setup(cfg.seed)
+    clip = build_mini_clip(clip_cfg)
+    clip.load_state_dict(base_state)
+    clip.eval()
+    tokenizer = mini_tokenizer(clip_cfg)
+    source = data.FINETUNE_SOURCE
+    train = data.mini_dataset(source, "train")
+    probe = data.mini_dataset(source, "test", n=cfg.eval_n, seed=cfg.seed + 1)
+    head = text_head(clip, tokenizer, data.MINI_DATASETS[source].classes, data.CIFAR_TEMPLATES)
+    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    frozen_visual = clip.visual
+    for p in frozen_visual.parameters():
+        p.requires_grad_(False)
+    tuned_visual = copy.deepcopy(frozen_visual)
+    for p in tuned_visual.parameters():
+        p.requires_grad_(True)
+    norm = lambda z: (z - mean) / std  # noqa: E731
+    tuned = lambda z: tuned_visual(norm(z))  # noqa: E731
+    opt = _optimizer(list(tuned_visual.named_parameters()), cfg.lr, cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    order = torch.randperm(len(train), generator=gen)
+    log = TrainLog(name)
+    start = time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc=f"{name} ({cfg.method.upper()}) fine-tuning", unit="step"):
+        idx = order[(step * cfg.batch_size) % len(order):][: cfg.batch_size]
+        x = train.images[idx].float().div(255)
+        y = train.labels[idx]
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+        with torch.no_grad():
+            target = frozen_visual(norm(x))
+        x_adv = attacks.pgd_maximize(_inner_loss(cfg, tuned, head, target, y), x, cfg.eps, cfg.pgd_steps, generator=gen)
+        loss = _finetune_loss(cfg, tuned_visual, frozen_visual, norm, head, x, x_adv, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+            acc = _zero_shot_accuracy(ZeroShotClassifier(tuned_visual, head, CIFAR_MEAN, CIFAR_STD,
+                                                         data.MINI_DATASETS[source].classes), probe)
+            log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
+                                    "probe_acc": acc, "seconds": time.perf_counter() - start})
+    log.seconds = time.perf_counter() - start
+    return tuned_visual.state_dict(), log
+
+
+# --- cached zoo -----------------------------------------------------------------------------
+
+def _clip_spec(cfg: MiniClipConfig) -> dict[str, Any]:
+    return {"model": "mini-clip", "config": asdict(cfg), "threads": config.CPU_THREADS, "torch": torch.__version__}
+
+
+def mini_clip_weights(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
+    return cache.cached("models", _clip_spec(cfg), lambda: train_mini_clip(cfg))
+
+
+def mini_finetune_weights(name: str, clip_cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
+    cfg = MINI_FINETUNES[name]
+    spec = {**_clip_spec(clip_cfg), "model": name, "finetune": asdict(cfg)}
+    base, _ = mini_clip_weights(clip_cfg)
+    return cache.cached("models", spec, lambda: finetune(base, clip_cfg, cfg, name))
+
+
+def training_logs(clip_cfg: MiniClipConfig = MiniClipConfig()) -> dict[str, TrainLog]:
+    """Every zoo model's training log (training what is missing)."""
+    logs = {"mini-clip": mini_clip_weights(clip_cfg)[1]}
+    for name in MINI_FINETUNES:
+        logs[name] = mini_finetune_weights(name, clip_cfg)[1]
+    return logs
+
+
+def load_mini(name: str, clip_cfg: MiniClipConfig = MiniClipConfig()):
+    from .models import LoadedModel
+
+    state, _ = mini_clip_weights(clip_cfg)
+    clip = build_mini_clip(clip_cfg)
+    clip.load_state_dict(state)
+    if name != "mini-clip":
+        clip.visual.load_state_dict(mini_finetune_weights(name, clip_cfg)[0])
+    clip.eval()
+    return LoadedModel(name, clip, None, mini_tokenizer(clip_cfg), CIFAR_MEAN, CIFAR_STD,
+                       {"profile": "mini", "config": asdict(clip_cfg),
+                        "finetune": asdict(MINI_FINETUNES[name]) if name in MINI_FINETUNES else None})
