@@ -249,3 +249,40 @@ def paper_classnames(dataset) -> list[str]:
     if names is None:
         raise ValueError(f"{type(dataset).__name__} exposes no class names; supply them explicitly")
     return [str(n).replace("_", " ") for n in names]
+
+
+def paper_imageset(name: str, n: int, seed: int = 0, image_size: int = 224) -> ImageSet:
+    """A seeded subset of a Table 1 dataset, resized and centre-cropped to the encoder's size."""
+    import torchvision.transforms as T
+
+    transform = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
+                           T.CenterCrop(image_size), T.PILToTensor()])
+    dataset = paper_dataset(name, transform=transform)
+    idx = seeded_subset(len(dataset), n, seed)
+    pairs = [dataset[int(i)] for i in idx]
+    images = torch.stack([p[0] if p[0].shape[0] == 3 else p[0].expand(3, -1, -1) for p in pairs])
+    labels = torch.tensor([int(p[1]) for p in pairs])
+    return ImageSet(images, labels, tuple(paper_classnames(dataset)), f"torchvision:{name}")
+
+
+def load_images(profile: str, name: str, n: int | None, seed: int = 0) -> ImageSet:
+    """The evaluation images of a dataset in either profile (mini: test split of a mini dataset)."""
+    config.check_profile(profile)
+    check_dataset(name, profile)
+    if profile == "mini":
+        return mini_dataset(name, "test", n=n, seed=seed)
+    return paper_imageset(name, n or 1000, seed)
+
+
+def mini_datasets_frame():
+    """The mini datasets, their roles and sizes, for the book's design table."""
+    import pandas as pd
+
+    test = load_cifar10("test")
+    rows = []
+    for spec in MINI_DATASETS.values():
+        ids = [CIFAR10_CLASSES.index(c) for c in spec.classes]
+        rows.append({"dataset": spec.name, "role": spec.role, "classes": len(spec.classes),
+                     "test images": int(torch.isin(test.labels, torch.tensor(ids)).sum()),
+                     "chance (%)": round(100 / len(spec.classes), 1), "what it is": spec.description})
+    return pd.DataFrame(rows)

@@ -131,3 +131,21 @@ def mini_classifier(name: str, dataset: str) -> ZeroShotClassifier:
     """
     loaded = load_model(name)
     return classifier(loaded, data.MINI_DATASETS[data.check_dataset(dataset, "mini")].classes)
+
+
+def registry_frame(profile: str):
+    """What each method name stands for in a profile: registry name and how it is obtained."""
+    import pandas as pd
+
+    config.check_profile(profile)
+    rows = []
+    for method, name in PROFILE_MODELS[profile].items():
+        if profile == "paper":
+            spec = PAPER_MODELS[name]
+            source = spec.hub_id or (f"open_clip {spec.arch}, pretrained={spec.pretrained}" if spec.pretrained
+                                     else f"local checkpoint (${spec.checkpoint_env})")
+        else:
+            source = "trained here: CLIP pre-training on CIFAR-10" if method == "CLIP" else \
+                f"trained here: {method} fine-tune of mini-clip's vision tower on '{data.FINETUNE_SOURCE}', eps 4/255"
+        rows.append({"method": method, "model": name, "source": source})
+    return pd.DataFrame(rows)

@@ -302,3 +302,13 @@ def load_mini(name: str, clip_cfg: MiniClipConfig = MiniClipConfig()):
     return LoadedModel(name, clip, None, mini_tokenizer(clip_cfg), CIFAR_MEAN, CIFAR_STD,
                        {"profile": "mini", "config": asdict(clip_cfg),
                         "finetune": asdict(MINI_FINETUNES[name]) if name in MINI_FINETUNES else None})
+
+
+def curve_frame(logs: dict[str, TrainLog]):
+    """Checkpoints of every training log as one table (deterministic columns + wall-clock minutes)."""
+    import pandas as pd
+
+    rows = [{"model": name, "step": int(c["step"]), "images seen": int(c["images"]), "loss": round(c["loss"], 3),
+             "probe accuracy (%)": round(c["probe_acc"], 1), "minutes": c["seconds"] / 60}
+            for name, log in logs.items() for c in log.checkpoints]
+    return pd.DataFrame(rows)

@@ -1,0 +1,130 @@
+"""First-block attention: [CLS]-to-patch maps and input-insensitivity (Fig. 3b, 10, 13, 14).
+
+Why: the paper argues that a robust model's first attention block stops looking at the image's
+edges and textures and instead answers (almost) the same thing for every input, anchored on
+bright, non-semantic regions. Two measurements test that:
+
+* the attention weights of the [CLS] query over the patches in block 1, per head
+  (recomputed by calling the block's own `nn.MultiheadAttention` with `need_weights=True,
+  average_attn_weights=False` on `ln_1` of the block input);
+* input-insensitivity: the cosine similarity of the first attention block's output, that is the
+  multi-head self-attention output `attn(ln_1(x))` (before layer scale and the residual; the
+  N x D tensor h^(1) that R-Adapt's anchor replaces), flattened over tokens, between two different
+  images, and between an image and a uniform white image (all pixels 1.0), within one model and
+  across models.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .. import stats
+from ..stats import Estimate
+
+
+def embed_tokens(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Token sequence entering block 1 (B x T x D) for normalised images, as open_clip computes it."""
+    return tower._embeds(x) if hasattr(tower, "_embeds") else embed_tokens_manual(tower, x)
+
+
+def embed_tokens_manual(tower: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The same as open_clip's `_embeds` (for open_clip versions that lack it)."""
+    z = tower.conv1(x)
+    z = z.reshape(z.shape[0], z.shape[1], -1).permute(0, 2, 1)
+    cls = tower.class_embedding.to(z.dtype).view(1, 1, -1).expand(z.shape[0], -1, -1)
+    z = torch.cat([cls, z], dim=1) + tower.positional_embedding.to(z.dtype)
+    return tower.ln_pre(tower.patch_dropout(z))
+
+
+def block_input(tower: nn.Module, x: torch.Tensor, block: int = 0) -> torch.Tensor:
+    """Tokens entering block `block` (0-based), batch first."""
+    z = embed_tokens(tower, x)
+    for blk in list(tower.transformer.resblocks)[:block]:
+        z = blk(z)
+    return z
+
+
+@torch.no_grad()
+def attention_weights(tower: nn.Module, x: torch.Tensor, block: int = 0) -> torch.Tensor:
+    """Per-head attention probabilities of a block (B x H x T x T); each row sums to 1."""
+    blk = tower.transformer.resblocks[block]
+    q = blk.ln_1(block_input(tower, x, block))
+    _, weights = blk.attn(q, q, q, need_weights=True, average_attn_weights=False)
+    return weights
+
+
+def cls_attention(tower: nn.Module, x: torch.Tensor, block: int = 0) -> torch.Tensor:
+    """The [CLS] query's attention over all tokens ([CLS] first), per head: B x H x T."""
+    return attention_weights(tower, x, block)[:, :, 0, :]
+
+
+def patch_maps(cls_rows: torch.Tensor) -> torch.Tensor:
+    """[CLS]-to-patch attention (the [CLS] self-weight dropped) as square grids: ... x g x g."""
+    patches = cls_rows[..., 1:]
+    grid = int(round(patches.shape[-1] ** 0.5))
+    return patches.reshape(*patches.shape[:-1], grid, grid)
+
+
+@torch.no_grad()
+def attention_output(tower: nn.Module, x: torch.Tensor, block: int = 0) -> torch.Tensor:
+    """The multi-head self-attention output attn(ln_1(x)) of a block (B x T x D), before ls_1 and the residual."""
+    blk = tower.transformer.resblocks[block]
+    q = blk.ln_1(block_input(tower, x, block))
+    return blk.attn(q, q, q, need_weights=False)[0]
+
+
+@torch.no_grad()
+def first_block_outputs(model: nn.Module, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
+    """Flattened first attention block outputs (n x T*D) of a ZeroShotClassifier for [0, 1] or uint8 images."""
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, images.shape[0], batch_size):
+        x = images[lo:lo + batch_size]
+        x = (x.float().div(255) if x.dtype == torch.uint8 else x).to(device)
+        out.append(attention_output(model.visual, model.normalize(x)).flatten(1).float().cpu())
+    return torch.cat(out)
+
+
+def derangement_pairs(n: int, seed: int = 0) -> np.ndarray:
+    """Index of a different image for each image: a seeded shuffle, each paired with its successor."""
+    if n < 2:
+        raise ValueError("need at least two images to form pairs of different images")
+    perm = np.random.default_rng(seed).permutation(n)
+    partner = np.empty(n, dtype=np.int64)
+    partner[perm] = np.roll(perm, -1)
+    return partner
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=1).numpy()
+
+
+def input_insensitivity(models: Mapping[str, nn.Module], images: torch.Tensor, seed: int = 0,
+                        batch_size: int = 100) -> dict[str, dict[tuple[str, str], Estimate]]:
+    """Fig. 10: mean cosine similarity of first attention block outputs, with bootstrap intervals.
+
+    "pairs"[(A, B)]: model A on image i vs model B on a different image j (A = B: within a model).
+    "white"[(A, B)]: model A on image i vs model B on a uniform white image.
+    Intervals are percentile bootstraps over the images i.
+    """
+    partner = torch.from_numpy(derangement_pairs(images.shape[0], seed))
+    white = torch.ones((1, *images.shape[1:]))
+    outs = {name: first_block_outputs(m, images, batch_size) for name, m in models.items()}
+    whites = {name: first_block_outputs(m, white) for name, m in models.items()}
+    result: dict[str, dict[tuple[str, str], Estimate]] = {"pairs": {}, "white": {}}
+    for a in models:
+        for b in models:
+            result["pairs"][(a, b)] = stats.bootstrap_mean(_cos(outs[a], outs[b][partner]), seed=seed)
+            result["white"][(a, b)] = stats.bootstrap_mean(_cos(outs[a], whites[b].expand_as(outs[a])), seed=seed)
+    return result
+
+
+def similarity_frame(estimates: Mapping[tuple[str, str], Estimate], digits: int = 3) -> pd.DataFrame:
+    """A models x models table of means (rows: model on the images; columns: partner model)."""
+    names = list(dict.fromkeys(a for a, _ in estimates))
+    return pd.DataFrame([[round(estimates[(a, b)].mean, digits) for b in names] for a in names],
+                        index=pd.Index(names, name="images through"), columns=pd.Index(names, name="partner through"))

@@ -1,0 +1,116 @@
+"""Progressive module replacement (the paper's Fig. 2b, 4, 8, 9, 12).
+
+Why: if robustness lives in the shallow layers, swapping only the first few modules of the
+standard tower for the robust model's should already buy most of the robust accuracy, and
+swapping the deep ones should mostly cost clean accuracy (in distribution) or both (out of it).
+
+Order of the cumulative swaps (each step keeps every earlier swap):
+  "none" (the standard tower), "Emb" (conv1, [CLS] embedding, positional embedding, ln_pre),
+  "B1-Attn" (ln_1, attn, ls_1 of block 1), "B1-MLP" (ln_2, mlp, ls_2 of block 1), "B2-Attn", ...,
+  "BL-MLP", and finally "Head" (everything left: ln_post, proj and any pooling), after which
+  the hybrid *is* the robust tower. The paper's figures stop before the head; we show it so that
+  the curve ends exactly at the robust model.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .. import evaluation
+from ..data import ImageSet
+from ..zeroshot import ZeroShotClassifier
+
+EMB_PREFIXES = ("conv1.", "class_embedding", "positional_embedding", "ln_pre.", "patch_dropout.")
+ATTN_PARTS = ("ln_1.", "attn.", "ls_1.", "ln_1_kv.")
+MLP_PARTS = ("ln_2.", "mlp.", "ls_2.")
+
+
+def module_steps(tower: nn.Module) -> list[tuple[str, list[str]]]:
+    """The replacement order: (step name, state-dict keys it swaps), ending with "Head"."""
+    keys = list(tower.state_dict().keys())
+    steps: list[tuple[str, list[str]]] = [("Emb", [k for k in keys if k.startswith(EMB_PREFIXES)])]
+    for i in range(len(tower.transformer.resblocks)):
+        base = f"transformer.resblocks.{i}."
+        steps.append((f"B{i + 1}-Attn", [k for k in keys if k.startswith(tuple(base + p for p in ATTN_PARTS))]))
+        steps.append((f"B{i + 1}-MLP", [k for k in keys if k.startswith(tuple(base + p for p in MLP_PARTS))]))
+    taken = {k for _, ks in steps for k in ks}
+    steps.append(("Head", [k for k in keys if k not in taken]))
+    return steps
+
+
+def step_names(tower: nn.Module) -> list[str]:
+    return ["none"] + [name for name, _ in module_steps(tower)]
+
+
+def progressive_towers(standard: nn.Module, robust: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ("none", standard copy), then (step, hybrid) after each cumulative swap.
+
+    Each yielded tower is a fresh copy, so callers may keep them; the last one equals `robust`.
+    """
+    robust_state = robust.state_dict()
+    hybrid = copy.deepcopy(standard).eval()
+    if set(hybrid.state_dict()) != set(robust_state):
+        raise ValueError("standard and robust towers have different architectures (state-dict keys differ)")
+    yield "none", copy.deepcopy(hybrid)
+    for name, keys in module_steps(hybrid):
+        hybrid.load_state_dict({k: robust_state[k] for k in keys}, strict=False)
+        yield name, copy.deepcopy(hybrid)
+
+
+@dataclass
+class ReplacementCurve:
+    """Clean and robust accuracy (%) with bootstrap intervals after each step, one model/dataset."""
+
+    robust_model: str
+    dataset: str
+    attack: str
+    eps: float
+    rows: list[dict] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
+def replacement_curve(base: ZeroShotClassifier, robust_visual: nn.Module, images: ImageSet, *, robust_model: str,
+                      dataset: str, attack: str = "apgd-ce", eps: float = 4 / 255, n_iter: int = 10,
+                      steps: Sequence[str] | None = None, seed: int = 0) -> ReplacementCurve:
+    """Evaluate the hybrid classifier after each replacement step (cached per step by content).
+
+    `base` is the standard model's classifier (its text head is used for every hybrid: fine-tunes
+    change the vision tower only); `steps` restricts the evaluated steps (all by default).
+    """
+    curve = ReplacementCurve(robust_model, dataset, attack, eps)
+    order = step_names(base.visual)
+    wanted = set(order if steps is None else steps)
+    towers = progressive_towers(base.visual, robust_visual)
+    for index, (name, tower) in enumerate(tqdm(towers, total=len(order), desc=f"{robust_model} on {dataset}",
+                                              unit="step", leave=False)):
+        if name not in wanted:
+            continue
+        model = ZeroShotClassifier(tower, base.head, base.mean.flatten().tolist(), base.std.flatten().tolist(),
+                                   base.classnames).to(base.head.device).eval()
+        model.input_filter = base.input_filter
+        for p in model.parameters():
+            p.requires_grad_(False)
+        res = evaluation.evaluate(model, images, attack, eps, label=f"{robust_model}:{name}", n_iter=n_iter, seed=seed)
+        clean, robust = res.clean(), res.robust()
+        curve.rows.append({"model": robust_model, "dataset": dataset, "index": index, "step": name,
+                           "clean": clean.mean, "clean_low": clean.low, "clean_high": clean.high,
+                           "robust": robust.mean, "robust_low": robust.low, "robust_high": robust.high, "n": res.n})
+    return curve
+
+
+def saturation_step(frame: pd.DataFrame, share: float = 0.9, column: str = "robust") -> str:
+    """The first step at which `column` reaches `share` of its total gain (max over steps - step "none")."""
+    start = float(frame[column].iloc[0])
+    gain = float(frame[column].max()) - start
+    if gain <= 0:
+        return str(frame["step"].iloc[0])
+    reached = frame[frame[column] >= start + share * gain]
+    return str(reached["step"].iloc[0])

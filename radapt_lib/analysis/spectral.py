@@ -1,0 +1,99 @@
+"""Spectral shift map of the patch-embedding kernels (the paper's Eq. 4, Fig. 3a).
+
+Why: the patch embedding is a strided convolution, so the magnitude of its kernels' DFT says
+which spatial frequencies it passes. If adversarial fine-tuning turned it into a low-pass filter,
+the robust-minus-standard magnitude map gains at the centre (low frequencies) and loses at the rim.
+
+S(W) = mean over output and input channels of |DFT_KxK(W[o, i])|, fftshift-centred so that the
+DC term sits in the middle; Delta S = S(W_robust) - S(W_standard). Frequencies are in cycles per
+pixel (Nyquist = 0.5). `pad_to` zero-pads each kernel before the DFT, which samples the same
+spectrum more finely (for smoother pictures); the low-pass index always uses the K x K DFT of Eq. 4.
+
+Low-pass index (one number, in [-1, 1]):
+    LPI = (mean Delta S at r <= cutoff - mean Delta S at r > cutoff) / (mean |Delta S| at r <= cutoff + mean |Delta S| at r > cutoff)
+with r the radial frequency as a fraction of Nyquist and cutoff 0.5 (half the Nyquist radius).
+It is positive when the low band gains relative to the high band (low-pass shift), negative for
+a high-pass shift, and insensitive to the overall scale of the kernels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..stats import Estimate
+
+
+@dataclass(frozen=True)
+class Spectrum:
+    """A centred magnitude map and its frequency grid (cycles / pixel)."""
+
+    values: np.ndarray  # N x N
+    freqs: np.ndarray  # N, centred (fftshift order)
+
+    @property
+    def radius(self) -> np.ndarray:
+        """Radial frequency as a fraction of Nyquist (0.5 cycles / pixel) for each bin."""
+        fu, fv = np.meshgrid(self.freqs, self.freqs, indexing="ij")
+        return np.sqrt(fu**2 + fv**2) / 0.5
+
+
+def kernel_spectrum(weight: torch.Tensor | np.ndarray, pad_to: int | None = None) -> Spectrum:
+    """Mean |DFT| over all (out, in) kernels of a C_out x C_in x K x K weight, centred."""
+    w = np.asarray(weight.detach().cpu().double() if isinstance(weight, torch.Tensor) else weight, dtype=np.float64)
+    if w.ndim == 2:
+        w = w[None, None]
+    size = pad_to or w.shape[-1]
+    mag = np.abs(np.fft.fft2(w, s=(size, size), axes=(-2, -1)))
+    mean = mag.reshape(-1, size, size).mean(axis=0)
+    return Spectrum(np.fft.fftshift(mean), np.fft.fftshift(np.fft.fftfreq(size)))
+
+
+def spectral_shift(robust: torch.Tensor | np.ndarray, standard: torch.Tensor | np.ndarray,
+                   pad_to: int | None = None) -> Spectrum:
+    """Eq. 4: Delta S = |F(W_robust)| - |F(W_standard)| (channel-averaged, centred)."""
+    r, s = kernel_spectrum(robust, pad_to), kernel_spectrum(standard, pad_to)
+    return Spectrum(r.values - s.values, r.freqs)
+
+
+def low_pass_index(shift: Spectrum, cutoff: float = 0.5) -> float:
+    """Signed, scale-free share of the spectral gain that sits at low frequencies (see module doc)."""
+    r = shift.radius
+    low, high = shift.values[r <= cutoff], shift.values[r > cutoff]
+    denom = np.abs(low).mean() + np.abs(high).mean()
+    return float((low.mean() - high.mean()) / denom) if denom > 0 else 0.0
+
+
+def low_pass_index_ci(robust: torch.Tensor, standard: torch.Tensor, n_boot: int = 1000, seed: int = 0,
+                      cutoff: float = 0.5, level: float = 0.95) -> Estimate:
+    """The low-pass index with a bootstrap interval over output channels (kernels resampled in pairs)."""
+    r = np.asarray(robust.detach().cpu().double())
+    s = np.asarray(standard.detach().cpu().double())
+    point = low_pass_index(spectral_shift(r, s), cutoff)
+    size = r.shape[-1]
+    mag_r = np.abs(np.fft.fft2(r, axes=(-2, -1))).mean(axis=1)  # C_out x K x K
+    mag_s = np.abs(np.fft.fft2(s, axes=(-2, -1))).mean(axis=1)
+    freqs = np.fft.fftshift(np.fft.fftfreq(size))
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for b in range(n_boot):
+        idx = rng.integers(0, r.shape[0], size=r.shape[0])
+        delta = np.fft.fftshift(mag_r[idx].mean(axis=0) - mag_s[idx].mean(axis=0))
+        boots[b] = low_pass_index(Spectrum(delta, freqs), cutoff)
+    tail = (1 - level) / 2
+    low, high = np.quantile(boots, [tail, 1 - tail])
+    return Estimate(point, float(low), float(high), int(r.shape[0]))
+
+
+def radial_profile(shift: Spectrum, n_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(bin centres as a fraction of Nyquist, mean Delta S per radial bin) up to the corner radius."""
+    r = shift.radius.ravel()
+    v = shift.values.ravel()
+    n_bins = n_bins or max(2, shift.values.shape[0] // 2)
+    edges = np.linspace(0.0, r.max() + 1e-9, n_bins + 1)
+    which = np.clip(np.digitize(r, edges) - 1, 0, n_bins - 1)
+    centres = (edges[:-1] + edges[1:]) / 2
+    means = np.array([v[which == b].mean() if np.any(which == b) else np.nan for b in range(n_bins)])
+    keep = ~np.isnan(means)
+    return centres[keep], means[keep]

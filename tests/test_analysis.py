@@ -1,0 +1,256 @@
+"""Section 3 analyses on tiny towers with known answers, and on a random-weight ViT-B/32 (the paper path)."""
+import copy
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+from open_clip.transformer import VisionTransformer
+
+from radapt_lib import data, evaluation
+from radapt_lib.analysis import attention, cka, replacement, shapley, spectral
+from radapt_lib.zeroshot import ZeroShotClassifier
+
+MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+
+
+def tiny_tower(seed: int = 0, heads: int = 4) -> VisionTransformer:
+    torch.manual_seed(seed)
+    tower = VisionTransformer(image_size=16, patch_size=4, width=32, layers=2, heads=heads, mlp_ratio=2.0,
+                              output_dim=16).eval()
+    for p in tower.parameters():
+        p.requires_grad_(False)
+    return tower
+
+
+def tiny_classifier(tower: torch.nn.Module, n_classes: int = 3, seed: int = 0) -> ZeroShotClassifier:
+    gen = torch.Generator().manual_seed(seed)
+    head = torch.nn.functional.normalize(torch.randn(tower.output_dim, n_classes, generator=gen), dim=0)
+    model = ZeroShotClassifier(tower, head, MEAN, STD, [f"c{i}" for i in range(n_classes)]).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def images(n: int, size: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand((n, 3, size, size), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def vit_b32():
+    torch.manual_seed(0)
+    tower = open_clip.create_model("ViT-B-32", pretrained=None).visual.eval()
+    for p in tower.parameters():
+        p.requires_grad_(False)
+    return tower
+
+
+# --- CKA -------------------------------------------------------------------------------------
+
+def test_cka_identity_orthogonal_and_scale_invariance():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 8))
+    q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    assert cka.linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+    assert cka.linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-10)
+    assert cka.linear_cka(x, 3.7 * x) == pytest.approx(1.0, abs=1e-12)
+    assert cka.linear_cka(x, x + 5.0) == pytest.approx(1.0, abs=1e-10)  # centring removes offsets
+
+
+def test_cka_of_independent_features_is_small():
+    rng = np.random.default_rng(1)
+    assert cka.linear_cka(rng.normal(size=(400, 4)), rng.normal(size=(400, 4))) < 0.05
+
+
+def test_gram_matrices_of_a_tower_with_itself_and_multi_pass():
+    tower = tiny_tower()
+    x = images(12)
+    grams = cka.gram_matrices(tower, x, batch_size=5)
+    assert grams.shape == (3, 12, 12) and cka.layer_names(tower) == ["Emb", "B1", "B2"]
+    emb = attention.embed_tokens(tower, x).flatten(1).double()
+    np.testing.assert_allclose(grams[0], (emb @ emb.T).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(cka.gram_matrices(tower, x, batch_size=5, max_bytes=1), grams, rtol=1e-10)
+    m = cka.cka_matrix(grams, grams)
+    np.testing.assert_allclose(np.diag(m), 1.0, atol=1e-10)
+    assert cka.diagonal_shift(m) == [0, 1, 2]
+    boots = cka.bootstrap_cka(grams, grams, n_boot=5)
+    assert boots.shape == (5, 3, 3)
+
+
+# --- spectral shift ----------------------------------------------------------------------------
+
+def _kernels(kernel: np.ndarray, c_out: int = 4, c_in: int = 3) -> torch.Tensor:
+    return torch.from_numpy(np.broadcast_to(kernel, (c_out, c_in, *kernel.shape)).copy())
+
+
+def _delta(k: int) -> np.ndarray:
+    d = np.zeros((k, k))
+    d[k // 2, k // 2] = 1.0
+    return d
+
+
+@pytest.mark.parametrize("k", [4, 7])
+def test_blur_is_low_pass_and_laplacian_high_pass(k):
+    t = np.arange(k) - k // 2
+    g = np.exp(-(t[:, None] ** 2 + t[None, :] ** 2) / 2.0)
+    blur = g / g.sum()
+    lap = np.zeros((k, k))
+    c = k // 2
+    lap[c, c] = 4.0
+    lap[c - 1, c] = lap[c + 1, c] = lap[c, c - 1] = lap[c, c + 1] = -1.0
+    delta = _kernels(_delta(k))
+    np.testing.assert_allclose(spectral.kernel_spectrum(delta).values, 1.0)  # a delta passes all frequencies
+    assert spectral.low_pass_index(spectral.spectral_shift(_kernels(blur), delta)) > 0.2
+    assert spectral.low_pass_index(spectral.spectral_shift(_kernels(lap), delta)) < -0.2
+    assert spectral.low_pass_index(spectral.spectral_shift(delta, delta)) == 0.0
+    shift = spectral.spectral_shift(_kernels(blur), delta, pad_to=32)
+    assert shift.values.shape == (32, 32) and shift.values[16, 16] == pytest.approx(0.0, abs=1e-12)  # DC centred
+    r, prof = spectral.radial_profile(shift)
+    assert np.all(np.diff(prof) < 1e-9)  # the blur loses more the higher the frequency
+    est = spectral.low_pass_index_ci(_kernels(blur) + 0.01 * torch.randn(4, 3, k, k, dtype=torch.float64), delta,
+                                     n_boot=50)
+    assert est.low <= est.mean <= est.high and est.mean > 0
+
+
+# --- progressive replacement --------------------------------------------------------------------
+
+def test_progressive_replacement_endpoints_and_order():
+    std, rob = tiny_tower(0), tiny_tower(1)
+    x = (images(4) - 0.5) / 0.25
+    steps = list(replacement.progressive_towers(std, rob))
+    assert [s for s, _ in steps] == ["none", "Emb", "B1-Attn", "B1-MLP", "B2-Attn", "B2-MLP", "Head"]
+    assert replacement.step_names(std) == [s for s, _ in steps]
+    torch.testing.assert_close(steps[0][1](x), std(x), rtol=0, atol=0)
+    torch.testing.assert_close(steps[-1][1](x), rob(x), rtol=0, atol=0)
+    emb = steps[1][1]
+    assert torch.equal(emb.conv1.weight, rob.conv1.weight) and torch.equal(emb.positional_embedding, rob.positional_embedding)
+    assert torch.equal(emb.transformer.resblocks[0].attn.in_proj_weight, std.transformer.resblocks[0].attn.in_proj_weight)
+    b1a = steps[2][1].transformer.resblocks[0]
+    assert torch.equal(b1a.attn.in_proj_weight, rob.transformer.resblocks[0].attn.in_proj_weight)
+    assert torch.equal(b1a.mlp.c_fc.weight, std.transformer.resblocks[0].mlp.c_fc.weight)
+
+
+def test_replacement_curve_runs_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADAPT_CACHE", str(tmp_path))
+    base = tiny_classifier(tiny_tower(0))
+    imgs = data.ImageSet((255 * images(6)).to(torch.uint8), torch.tensor([0, 1, 2, 0, 1, 2]), base.classnames, "random")
+    curve = replacement.replacement_curve(base, tiny_tower(1), imgs, robust_model="R", dataset="random",
+                                          attack="pgd", n_iter=1, steps=["none", "Emb", "Head"])
+    frame = curve.frame()
+    assert list(frame["step"]) == ["none", "Emb", "Head"]
+    assert ((frame["robust"] <= frame["clean"]) & (frame["clean_low"] <= frame["clean"])).all()
+    assert replacement.saturation_step(frame) in {"none", "Emb", "Head"}
+
+
+# --- attention -----------------------------------------------------------------------------------
+
+def test_cls_attention_rows_sum_to_one_and_embeddings_match_open_clip():
+    tower = tiny_tower()
+    x = (images(3) - 0.5) / 0.25
+    rows = attention.cls_attention(tower, x)
+    assert rows.shape == (3, 4, 17)
+    torch.testing.assert_close(rows.sum(-1), torch.ones(3, 4))
+    assert attention.patch_maps(rows).shape == (3, 4, 4, 4)
+    torch.testing.assert_close(attention.embed_tokens_manual(tower, x), tower._embeds(x))
+
+
+def test_attention_output_matches_the_block():
+    tower = tiny_tower()
+    x = (images(2) - 0.5) / 0.25
+    blk = tower.transformer.resblocks[0]
+    z = tower._embeds(x)
+    expected = blk(z) - blk.ls_2(blk.mlp(blk.ln_2(z + blk.ls_1(attention.attention_output(tower, x)))))
+    torch.testing.assert_close(expected, z + attention.attention_output(tower, x), atol=1e-5, rtol=1e-5)
+
+
+def test_input_insensitivity_of_a_constant_attention_block():
+    normal = tiny_classifier(tiny_tower(0))
+    constant = tiny_classifier(tiny_tower(0))
+    attn = constant.visual.transformer.resblocks[0].attn
+    attn.in_proj_weight.zero_()
+    attn.in_proj_bias.zero_()
+    attn.out_proj.bias.copy_(torch.linspace(-1, 1, attn.out_proj.bias.numel()))
+    res = attention.input_insensitivity({"normal": normal, "constant": constant}, images(10), seed=0)
+    assert res["pairs"][("constant", "constant")].mean == pytest.approx(1.0, abs=1e-9)
+    assert res["white"][("constant", "constant")].mean == pytest.approx(1.0, abs=1e-9)
+    normal_pairs = res["pairs"][("normal", "normal")]
+    assert normal_pairs.mean < 0.99 and normal_pairs.low <= normal_pairs.mean <= normal_pairs.high
+    frame = attention.similarity_frame(res["pairs"])
+    assert frame.shape == (2, 2) and frame.loc["constant", "constant"] == 1.0
+    partner = attention.derangement_pairs(10, seed=3)
+    assert np.all(partner != np.arange(10)) and sorted(partner) == list(range(10))
+
+
+# --- Shapley -------------------------------------------------------------------------------------
+
+def _labelled(model, x):
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def test_masked_attention_with_all_heads_equals_the_model():
+    model = tiny_classifier(tiny_tower(0))
+    x = images(8)
+    masked = shapley.masked_model(model)
+    torch.testing.assert_close(masked(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_exact_shapley_efficiency_and_dummy_head():
+    model = tiny_classifier(tiny_tower(0), n_classes=5)
+    attn = model.visual.transformer.resblocks[0].attn
+    attn.out_proj.weight[:, 8:16] = 0.0  # head 1 (of 4, width 8) cannot change anything
+    x = images(40, seed=2)
+    noisy = torch.randint(0, 5, (40,), generator=torch.Generator().manual_seed(0))
+    y = torch.where(torch.arange(40) % 2 == 0, _labelled(model, x), noisy)
+    res = shapley.head_shapley(model, x, y)
+    assert res.method == "exact" and res.mode == "zero" and res.n_evaluations == 16
+    assert res.values.sum() == pytest.approx(res.v_all - res.v_none, abs=1e-9)
+    assert res.values[1] == pytest.approx(0.0, abs=1e-12)
+    np.testing.assert_allclose(res.per_image.mean(axis=1), res.values)
+    standard = shapley.head_shapley(model, x, y, standard_visual=tiny_tower(1))
+    assert standard.mode == "standard"
+    assert standard.values.sum() == pytest.approx(standard.v_all - standard.v_none, abs=1e-9)
+
+
+def test_permutation_shapley_is_efficient_per_permutation():
+    model = tiny_classifier(tiny_tower(0), n_classes=5)
+    x = images(30, seed=4)
+    y = _labelled(model, x)
+    res = shapley.head_shapley(model, x, y, max_exact_heads=0, n_permutations=6, seed=0)
+    assert res.method == "permutation" and res.se.shape == (4,)
+    assert res.values.sum() == pytest.approx(res.v_all - res.v_none, abs=1e-9)
+
+
+# --- the paper path: a real architecture (ViT-B/32, 224 px) with random weights ----------------
+
+def test_paper_architecture_cka_and_spectral(vit_b32):
+    x = torch.randn(2, 3, 224, 224)
+    grams = cka.gram_matrices(vit_b32, x, batch_size=2)
+    assert grams.shape == (13, 2, 2) and len(cka.layer_names(vit_b32)) == 13
+    w = vit_b32.conv1.weight
+    shift = spectral.spectral_shift(w + 0.01 * torch.randn_like(w), w)
+    assert shift.values.shape == (32, 32) and np.isfinite(spectral.low_pass_index(shift))
+
+
+def test_paper_architecture_replacement_attention_and_shapley(vit_b32):
+    x = torch.randn(2, 3, 224, 224)
+    robust = copy.deepcopy(vit_b32)
+    with torch.no_grad():
+        for p in robust.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    names = replacement.step_names(vit_b32)
+    assert names[:4] == ["none", "Emb", "B1-Attn", "B1-MLP"] and names[-1] == "Head" and len(names) == 27
+    rows = attention.cls_attention(vit_b32, x)
+    assert rows.shape == (2, 12, 50) and attention.patch_maps(rows).shape == (2, 12, 7, 7)
+    torch.testing.assert_close(rows.sum(-1), torch.ones(2, 12))
+    model = ZeroShotClassifier(vit_b32, torch.nn.functional.normalize(torch.randn(512, 3), dim=0),
+                               MEAN, STD, ["a", "b", "c"]).eval()
+    img = images(2, 224)
+    out = attention.first_block_outputs(model, img)
+    assert out.shape == (2, 50 * 768)
+    res = shapley.head_shapley(model, img, _labelled(model, img), n_permutations=2, seed=0)
+    assert res.method == "permutation" and res.values.shape == (12,)
+    assert res.values.sum() == pytest.approx(res.v_all - res.v_none, abs=1e-9)
+    *_, (last, tower) = replacement.progressive_towers(vit_b32, robust)
+    assert last == "Head"
+    torch.testing.assert_close(tower(x), robust(x), rtol=0, atol=0)
