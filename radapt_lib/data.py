@@ -251,7 +251,7 @@ def paper_classnames(dataset) -> list[str]:
     return [str(n).replace("_", " ") for n in names]
 
 
-def paper_imageset(name: str, n: int, seed: int = 0, image_size: int = 224) -> ImageSet:
+def paper_imageset(name: str, n: int | None, seed: int = 0, image_size: int = 224) -> ImageSet:
     """A seeded subset of a Table 1 dataset, resized and centre-cropped to the encoder's size."""
     import torchvision.transforms as T
 
@@ -265,13 +265,13 @@ def paper_imageset(name: str, n: int, seed: int = 0, image_size: int = 224) -> I
     return ImageSet(images, labels, tuple(paper_classnames(dataset)), f"torchvision:{name}")
 
 
-def load_images(profile: str, name: str, n: int | None, seed: int = 0) -> ImageSet:
-    """The evaluation images of a dataset in either profile (mini: test split of a mini dataset)."""
+def load_images(profile: str, name: str, n: int | None, seed: int = 0, split: str = "test") -> ImageSet:
+    """n seeded images of a dataset in either profile: a mini split, or a paper dataset at 224 px."""
     config.check_profile(profile)
     check_dataset(name, profile)
     if profile == "mini":
-        return mini_dataset(name, "test", n=n, seed=seed)
-    return paper_imageset(name, n or 1000, seed)
+        return mini_dataset(name, split, n=n, seed=seed)
+    return paper_imageset(name, n, seed)
 
 
 def mini_datasets_frame():

@@ -51,7 +51,7 @@ class GaussianInputFilter(nn.Module):
         super().__init__()
         if not d0 > 0:
             raise ValueError(f"GaussianInputFilter needs a cutoff D0 > 0, got {d0}")
-        self.register_buffer("d0", torch.tensor(float(d0), dtype=torch.float64))
+        self.register_buffer("d0", torch.tensor([float(d0)], dtype=torch.float64))  # 1-d: fingerprintable
 
     def extra_repr(self) -> str:
         return f"d0={float(self.d0):.3g}"
@@ -96,8 +96,8 @@ class FixedAnchorAttention(nn.Module):
         self.inner = inner
         self.batch_first = getattr(inner, "batch_first", True)
         self.register_buffer("anchor", anchor.detach().clone().float())
-        self.register_buffer("alpha", torch.tensor(float(alpha)))
-        self.register_buffer("beta", torch.tensor(float(beta)))
+        self.register_buffer("alpha", torch.tensor([float(alpha)]))
+        self.register_buffer("beta", torch.tensor([float(beta)]))
 
     def extra_repr(self) -> str:
         n, d = self.anchor.shape
@@ -254,8 +254,8 @@ def _anchor_spec(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
 
 
 def _train_epochs(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig,
-                  start: AnchorRun | None, progress: bool) -> AnchorRun:
-    from tqdm.auto import tqdm
+                  start: AnchorRun | None, progress: bool, on_epoch=None) -> AnchorRun:
+    from tqdm import tqdm
 
     init = start.anchor if start is not None else white_anchor(classifier)
     model = defend(classifier, init, cfg.alpha, cfg.beta, cfg.d0_224)
@@ -286,9 +286,12 @@ def _train_epochs(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorT
             opt.step()
             total += float(loss.detach()) * len(idx)
         losses.append(total / n)
-    anchor = fra.anchor.detach().clone()
-    state = {"optimizer": opt.state_dict(), "generator": gen.get_state()}
-    return AnchorRun(anchor, cfg, losses, seconds + time.perf_counter() - t0, n * cfg.epochs, state)
+        run = AnchorRun(fra.anchor.detach().clone(), _with_epochs(cfg, len(losses)), list(losses),
+                        seconds + time.perf_counter() - t0, n * len(losses),
+                        {"optimizer": copy.deepcopy(opt.state_dict()), "generator": gen.get_state()})
+        if on_epoch is not None and len(losses) < cfg.epochs:
+            on_epoch(run)
+    return run
 
 
 def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig = AnchorTrainConfig(),
@@ -296,9 +299,12 @@ def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
     """Eq. 8 (R-Adapt+): the anchor trained on `images` (first cfg.n_images) against the defended model.
 
     The classifier (standard CLIP with the training classes' head) stays frozen; A starts from its
-    white response. Cached per config; a longer run resumes from the longest cached shorter one.
+    white response. Cached per config; a longer run resumes from the longest cached shorter one, and
+    every intermediate epoch is cached too (a shorter run after a longer one is a cache hit).
     """
     config.setup(cfg.seed)
+    if cfg.epochs < 1:
+        raise ValueError(f"train_anchor needs epochs >= 1, got {cfg.epochs}")
     if len(images) < cfg.n_images:
         raise ValueError(f"train_anchor needs {cfg.n_images} images, got {len(images)}")
     images = ImageSet(images.images[:cfg.n_images], images.labels[:cfg.n_images], images.classnames, images.source)
@@ -313,7 +319,14 @@ def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
                     break
                 except cache.CorruptCacheError:
                     continue
-        return _train_epochs(classifier, images, cfg, start, progress)
+
+        def save(run: AnchorRun) -> None:
+            spec = _anchor_spec(classifier, images, run.config)
+            path = cache.path_for("anchors", spec)
+            if not path.exists():
+                cache.save_atomic({"spec": spec, "value": run}, path)
+
+        return _train_epochs(classifier, images, cfg, start, progress, save)
 
     return cache.cached("anchors", _anchor_spec(classifier, images, cfg), compute)
 

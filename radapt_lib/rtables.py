@@ -17,9 +17,17 @@ import torch
 from . import config, data, defense, evaluation, models, reference, stats
 
 BASELINES = ("CLIP", "TeCoA", "TGA", "FARE")
+METHODS = reference.METHODS  # Table 1's row order
 RADAPT = ("R-Adapt_CLIP", "R-Adapt_TeCoA", "R-Adapt_TGA", "R-Adapt_FARE", "R-Adapt+")
 COLLAPSE_TOP_SHARE = 50.0  # % of predictions on one class
 COLLAPSE_OVER_CHANCE = 10.0  # pp above chance
+
+# R-Adapt+ anchor optimisation per profile. Paper: 2k ImageNet images, 10 epochs, eps 4/255 (the inner
+# attack and optimiser are not stated). Mini: scaled to ~1 min on 2 CPU threads (see the pages).
+PLUS_DEFAULT = {
+    "mini": defense.AnchorTrainConfig(n_images=500, epochs=5, pgd_steps=2, batch_size=50, lr=1e-2),
+    "paper": defense.AnchorTrainConfig(n_images=2000, epochs=10, pgd_steps=10, batch_size=50, lr=1e-2),
+}
 
 DEFAULTS = {
     "mini": {"datasets": ("animals", "vehicles"), "plus_train": "animals"},
@@ -31,18 +39,7 @@ def default_datasets(profile: str, datasets: Sequence[str] | None = None) -> tup
     return tuple(datasets) if datasets else tuple(DEFAULTS[config.check_profile(profile)]["datasets"])
 
 
-def load_images(profile: str, dataset: str, n: int | None, seed: int = 0, split: str = "test") -> data.ImageSet:
-    """A seeded subset of `dataset` as uint8 images at the encoder's resolution (paper: 224 px)."""
-    if config.check_profile(profile) == "mini":
-        return data.mini_dataset(dataset, split, n=n, seed=seed)
-    import torchvision.transforms as T
-
-    tf = T.Compose([T.Resize(224, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(224), T.PILToTensor()])
-    ds = data.paper_dataset(dataset, transform=tf)
-    idx = data.seeded_subset(len(ds), n, seed)
-    pairs = [ds[int(i)] for i in idx]
-    return data.ImageSet(torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]),
-                         tuple(data.paper_classnames(ds)), f"torchvision:{dataset}")
+load_images = data.load_images  # one loader for both profiles, in data.py
 
 
 @dataclass
@@ -123,9 +120,15 @@ class Study:
             return data.mini_dataset(train, "train", n=n, seed=self.seed)
         return load_images(self.profile, train, n, self.seed, split="train")
 
-    def train_plus(self, cfg: defense.AnchorTrainConfig, name: str = "R-Adapt+", register: bool = True,
-                   progress: bool = True) -> defense.AnchorRun:
-        """R-Adapt+ (Eq. 8): train (or load) the anchor on the source split against the defended CLIP."""
+    def train_plus(self, cfg: defense.AnchorTrainConfig | None = None, name: str = "R-Adapt+", register: bool = True,
+                   progress: bool = True, **changes) -> defense.AnchorRun:
+        """R-Adapt+ (Eq. 8): train (or load) the anchor on the source split against the defended CLIP.
+
+        cfg None: the profile's PLUS_DEFAULT, with `changes` (e.g. n_images=500, epochs=3) applied.
+        """
+        from dataclasses import replace
+
+        cfg = replace(cfg or PLUS_DEFAULT[self.profile], **changes)
         train = self.train_images(cfg.n_images)
         run = defense.train_anchor(models.classifier(self.zoo["CLIP"], train.classnames), train, cfg, progress)
         if register:
@@ -148,6 +151,13 @@ class Study:
                     self.results[(method, dataset, attack, float(e))] = res
                     rows.append(_row(method, dataset, attack, e, res, len(self.images[dataset].classnames)))
         return pd.DataFrame(rows)
+
+    def evaluate_many(self, methods: Iterable[str], attacks: dict[str, int], eps_255: Iterable[float],
+                      n_queries: int = 1000) -> pd.DataFrame:
+        """`evaluate` for several attacks ({attack: iterations}), rows concatenated."""
+        methods, eps_255 = list(methods), list(eps_255)
+        return pd.concat([self.evaluate(methods, a, eps_255, n_iter=it, n_queries=n_queries) for a, it in attacks.items()],
+                         ignore_index=True)
 
     def correct(self, method: str, attack: str, eps_255: float, which: str = "robust",
                 datasets: Iterable[str] | None = None) -> np.ndarray:
@@ -246,13 +256,15 @@ def warnings_of(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "dataset", "attack", "eps", "warning"])
 
 
-def judge(diff: stats.Estimate, paper_sign: int = 1) -> str:
-    """'supports' if the paired CI excludes 0 in the paper's direction, 'contradicts' if in the other, else 'cannot decide'."""
-    if diff.low > 0:
-        return "supports" if paper_sign > 0 else "contradicts"
-    if diff.high < 0:
-        return "supports" if paper_sign < 0 else "contradicts"
-    return "cannot decide"
+def judge(diff: stats.Estimate, paper: float) -> str:
+    """Our paired difference (with CI) against the paper's: agreement in size, direction only, or neither."""
+    if diff.low <= 0 <= diff.high:
+        return "cannot decide (our CI holds 0" + (" and the paper's value)" if diff.low <= paper <= diff.high else ")")
+    if diff.low <= paper <= diff.high:
+        return "agrees (the paper's value lies in our CI)"
+    if (diff.mean > 0) == (paper > 0) and paper != 0:
+        return f"same direction, {'smaller' if abs(diff.mean) < abs(paper) else 'larger'} effect"
+    return "contradicts (opposite direction)" if paper != 0 else "contradicts (the paper reports no difference)"
 
 
 def glue_all(values: dict) -> None:
@@ -303,3 +315,384 @@ def inference_overhead(pairs: dict[str, tuple], x_by_name: dict[str, torch.Tenso
         rows.append({"setting": name, "batch": x.shape[0], "plain ms/img": 1e3 * np.median(tp) / x.shape[0],
                      "R-Adapt ms/img": 1e3 * np.median(td) / x.shape[0], "ratio": np.median(td) / np.median(tp)})
     return pd.DataFrame(rows)
+
+
+# --- claims and verdicts ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Claim:
+    """'a beats b by paper_diff pp' on clean or robust accuracy (paired over the same images)."""
+
+    key: str
+    a: str
+    b: str
+    which: str  # "clean" | "robust"
+    paper_diff: float
+    attack: str | None = None  # None: the table's attack / eps
+    eps: float | None = None
+
+
+def _paper_diff(a: str, b: str, which: str) -> float:
+    table = reference.TABLE1_CLEAN if which == "clean" else reference.TABLE1_AUTOATTACK
+    return round(table[a]["Avg"] - table[b]["Avg"], 1)
+
+
+# Table 1's claims, with the paper's 16-dataset average differences taken from `reference`.
+TABLE1_CLAIMS = tuple(
+    Claim(key, a, b, which, _paper_diff(a, b, which))
+    for key, a, b, which in (
+        ("free_rob", "R-Adapt_CLIP", "CLIP", "robust"), ("free_clean", "R-Adapt_CLIP", "CLIP", "clean"),
+        ("tecoa_clean", "R-Adapt_TeCoA", "TeCoA", "clean"), ("tecoa_rob", "R-Adapt_TeCoA", "TeCoA", "robust"),
+        ("tga_clean", "R-Adapt_TGA", "TGA", "clean"), ("tga_rob", "R-Adapt_TGA", "TGA", "robust"),
+        ("fare_clean", "R-Adapt_FARE", "FARE", "clean"), ("fare_rob", "R-Adapt_FARE", "FARE", "robust"),
+        ("plus_clean", "R-Adapt+", "FARE", "clean"), ("plus_rob", "R-Adapt+", "FARE", "robust"),
+    )
+)
+
+
+def delta_claims(a: str, b: str, attacks: dict[str, str], eps_list: Sequence[float], paper: dict) -> tuple[Claim, ...]:
+    """Claims 'a - b robust' per (attack, eps), the paper's difference from Table 2/3 (`attacks`: ours -> paper name)."""
+    return tuple(Claim(f"{ours}_{int(e)}".replace("-", ""), a, b, "robust",
+                       round(paper[a][(name, int(e))] - paper[b][(name, int(e))], 1), ours, float(e))
+                 for ours, name in attacks.items() for e in eps_list)
+
+
+def overall(table: pd.DataFrame) -> str:
+    """One computed sentence summarising a claims table."""
+    v = table["verdict"]
+    size = int(v.str.startswith("agrees").sum())
+    direction = int(v.str.startswith("same direction").sum())
+    undecided = int(v.str.startswith("cannot").sum())
+    contra = int(v.str.startswith("contradicts").sum())
+    return (f"of {len(v)} paper differences checked here, {size} agree in size, {direction} only in direction, "
+            f"{contra} are contradicted and {undecided} cannot be decided at this sample size")
+
+
+def claims_table(study: Study, claims: Sequence[Claim], attack: str, eps_255: float,
+                 datasets: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per claim: our paired difference a - b (pp, 95% CI), the paper's, and the verdict."""
+    rows = []
+    for c in claims:
+        att, e = c.attack or attack, c.eps if c.eps is not None else eps_255
+        d = study.diff(c.a, c.b, att, e, c.which, datasets)
+        rows.append({"key": c.key, "claim": f"{c.a} - {c.b}, {c.which}" + (f", {att} {e:g}/255" if c.attack else ""), "ours (pp)": ci(d.mean, d.low, d.high),
+                     "ours": d.mean, "paper (pp)": c.paper_diff,
+                     "verdict": judge(d, c.paper_diff)})
+    return pd.DataFrame(rows).set_index("key")
+
+
+def glue_claims(table: pd.DataFrame, prefix: str) -> None:
+    """Glue `<prefix><key>_ours` (pp with CI), `_paper`, `_verdict` per claim, and `<prefix>overall`."""
+    values = {f"{prefix}overall": overall(table)}
+    for key, row in table.iterrows():
+        values[f"{prefix}{key}_ours"] = row["ours (pp)"]
+        values[f"{prefix}{key}_paper"] = f"{row['paper (pp)']:+.1f}"
+        values[f"{prefix}{key}_verdict"] = row["verdict"]
+    glue_all(values)
+
+
+def show_claims(table: pd.DataFrame) -> pd.DataFrame:
+    return table[["claim", "ours (pp)", "paper (pp)", "verdict"]]
+
+
+def collapsed(frame: pd.DataFrame) -> str:
+    """A sentence naming the flagged (method, dataset) pairs with their clean accuracy and top-class share."""
+    g = frame[frame["collapse"]].drop_duplicates(["method", "dataset"])
+    if g.empty:
+        return "no model is flagged as collapsed"
+    items = [f"{r.method} on {r.dataset} (clean {r.clean:.1f}%, top class {r.top_clean:.1f}%)" for r in g.itertuples()]
+    return "flagged as collapsed: " + "; ".join(items)
+
+
+# --- figures -----------------------------------------------------------------------------------------
+
+def plot_tradeoff(avg: pd.DataFrame, paper_clean: dict, paper_robust: dict, attack_label: str):
+    """Clean vs robust accuracy (dataset averages, 95% CI bars) per method; the paper's averages as hollow markers."""
+    from . import plots
+
+    fig, axes = plots.figure(ncols=2, width=5.2, height=4.2)
+    ax = axes[0][0]
+    import seaborn as sns
+
+    palette = dict(zip(avg["method"], sns.color_palette("colorblind", len(avg))))
+    for r in avg.itertuples():
+        ax.errorbar(r.clean, r.robust, xerr=[[r.clean - r.clean_lo], [r.clean_hi - r.clean]],
+                    yerr=[[r.robust - r.robust_lo], [r.robust_hi - r.robust]], fmt="o", color=palette[r.method],
+                    label=r.method, capsize=2)
+    ax.set(xlabel="clean accuracy (%)", ylabel=f"robust accuracy (%), {attack_label}", title="this replication (mini)")
+    ax.legend(fontsize=7, loc="best")
+    ax = axes[0][1]
+    for m in avg["method"]:
+        if m in paper_clean:
+            ax.scatter(paper_clean[m], paper_robust[m], facecolors="none", edgecolors=[palette[m]], s=50, label=m)
+    ax.set(xlabel="clean accuracy (%)", ylabel="robust accuracy (%), AutoAttack 4/255", title="paper (16-dataset avg)")
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_sweep(frame: pd.DataFrame, x: str, xlabel: str, title: str, ax=None, logx: bool = False):
+    """Clean and robust accuracy (with 95% CI bands) against a swept setting."""
+    from . import plots
+
+    if ax is None:
+        fig, axes = plots.figure(width=5.0, height=3.6)
+        ax = axes[0][0]
+    plots.style()
+    f = frame.sort_values(x)
+    for metric, marker in (("clean", "o"), ("robust", "s")):
+        ax.plot(f[x], f[metric], marker=marker, label=metric)
+        ax.fill_between(f[x], f[f"{metric}_lo"], f[f"{metric}_hi"], alpha=0.2)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel="accuracy (%)", title=title, ylim=(0, 100))
+    ax.legend()
+    return ax
+
+
+def plus_summary(run: defense.AnchorRun, train_dataset: str) -> str:
+    c = run.config
+    losses = ", ".join(f"{v:.3f}" for v in run.losses)
+    return (f"R-Adapt+ anchor {tuple(run.anchor.shape)}: {c.n_images} {train_dataset} train images x {c.epochs} epochs, "
+            f"PGD-{c.pgd_steps} inner attack at eps {c.eps * 255:.0f}/255 against the defended model (GIF D0 {c.d0_224:g}@224, "
+            f"alpha {c.alpha}, beta {c.beta}), Adam lr {c.lr}, batch {c.batch_size}; adversarial CE per epoch: {losses}")
+
+
+def stack(*frames: pd.DataFrame) -> pd.DataFrame:
+    return pd.concat(list(frames), ignore_index=False)
+
+
+def plot_eps(avg: pd.DataFrame, names: dict[str, str]):
+    """Robust accuracy (dataset average, 95% CI) against eps, one panel per attack, one line per method."""
+    from . import plots
+
+    attacks_ = list(dict.fromkeys(avg["attack"]))
+    fig, axes = plots.figure(ncols=len(attacks_), width=4.0, height=3.4)
+    for ax, attack in zip(axes[0], attacks_):
+        g = avg[avg["attack"] == attack]
+        for method, h in g.groupby("method", sort=False):
+            h = h.sort_values("eps")
+            ax.errorbar(h["eps"], h["robust"], yerr=[h["robust"] - h["robust_lo"], h["robust_hi"] - h["robust"]],
+                        marker="o", capsize=2, label=method)
+        ax.set(xlabel="eps (x 1/255, l-inf)", ylabel="robust accuracy (%)", title=names.get(attack, attack), ylim=(0, 100))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _subset(study: Study, n: int) -> Study:
+    images = {d: data.ImageSet(s.images[:n], s.labels[:n], s.classnames, s.source) for d, s in study.images.items()}
+    return Study(study.profile, study.datasets, min(n, study.n_samples), study.seed, study.zoo, images,
+                 study.variants, {}, study.plus_run, study._classifiers)
+
+
+Study.subset = _subset  # the first n images per dataset (a seeded subset too), same models and variants
+
+
+# --- ablations (Table 6, Fig. 7, Tables 7-8) ------------------------------------------------------
+
+ABLATION = {"CLIP": (False, False), "FRA only": (False, True), "GIF only": (True, False), "R-Adapt+": (True, True)}
+
+
+def add_ablation_variants(study: Study, plus_anchor: torch.Tensor) -> list[str]:
+    """Register Table 6's rows (R-Adapt+ anchor) and the same split for the training-free anchor."""
+    p, free = defense.PRESETS["R-Adapt+"], defense.PRESETS["R-Adapt_CLIP"]
+    study.add("GIF only", d0_224=p.d0_224)
+    study.add("FRA only", anchor=plus_anchor, alpha=p.alpha, beta=p.beta)
+    study.add("FRA only (white anchor)", anchor=study.white_anchor("CLIP"), alpha=free.alpha, beta=free.beta)
+    return ["CLIP", "FRA only", "GIF only", "R-Adapt+", "FRA only (white anchor)", "R-Adapt_CLIP"]
+
+
+def _paper_t6(gif: bool, fra: bool) -> dict:
+    row = next(r for r in reference.TABLE6 if r["gif"] == gif and r["fra"] == fra)
+    ds = reference.TABLE6_DATASETS
+    return {"paper clean (4-ds mean)": round(float(np.mean([row[d]["clean"] for d in ds])), 1),
+            "paper robust (4-ds mean)": round(float(np.mean([row[d]["rob"] for d in ds])), 1),
+            "paper robust Caltech256": row["Caltech256"]["rob"]}
+
+
+def table6(study: Study, frame: pd.DataFrame) -> pd.DataFrame:
+    avg = average(study, frame).set_index("method")
+    rows = []
+    for m in avg.index:
+        r = avg.loc[m]
+        gif, fra = ABLATION.get(m, (None, None))
+        row = {"variant": m, "clean": ci(r.clean, r.clean_lo, r.clean_hi), "robust": ci(r.robust, r.robust_lo, r.robust_hi),
+               "top-class % clean/adv": f"{r.top_clean:.1f} / {r.top_adv:.1f}", "flag": "COLLAPSE" if r.collapse else ""}
+        row.update(_paper_t6(gif, fra) if gif is not None else {})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("variant")
+
+
+def sweep(study: Study, param: str, values: Sequence[float], anchor: torch.Tensor | None, attack: str, eps_255: float,
+          n_iter: int) -> pd.DataFrame:
+    """Dataset-averaged clean/robust accuracy of R-Adapt+ variants along one setting.
+
+    param: "alpha" (beta = max(1 - alpha, 0)), "d0" (GIF cutoff at 224 px), "n_images" or "epochs"
+    (separately trained anchors, other settings as PLUS_DEFAULT).
+    """
+    p = defense.PRESETS["R-Adapt+"]
+    names = []
+    for v in values:
+        name = f"R-Adapt+ {param}={v:g}"
+        if param == "alpha":
+            study.add(name, anchor=anchor, alpha=v, beta=max(1 - v, 0.0), d0_224=p.d0_224)
+        elif param == "d0":
+            study.add(name, anchor=anchor, alpha=p.alpha, beta=p.beta, d0_224=v)
+        elif param in ("n_images", "epochs"):
+            study.train_plus(name=name, progress=False, **{param: int(v)})
+        else:
+            raise ValueError(f"unknown sweep parameter {param!r}: use alpha, d0, n_images or epochs")
+        names.append(name)
+    frame = study.evaluate(names, attack, [eps_255], n_iter=n_iter)
+    avg = average(study, frame)
+    avg[param] = [float(values[names.index(m)]) for m in avg["method"]]
+    return avg
+
+
+def sweep_table(avg: pd.DataFrame, param: str) -> pd.DataFrame:
+    return pd.DataFrame({"setting": [f"{param} = {v:g}" for v in avg[param]],
+                         "clean": [ci(r.clean, r.clean_lo, r.clean_hi) for r in avg.itertuples()],
+                         "robust": [ci(r.robust, r.robust_lo, r.robust_hi) for r in avg.itertuples()],
+                         "top-class % clean/adv": [f"{r.top_clean:.1f} / {r.top_adv:.1f}" for r in avg.itertuples()],
+                         "flag": ["COLLAPSE" if c else "" for c in avg["collapse"]]}).set_index("setting")
+
+
+def plot_fig7(frame_a: pd.DataFrame, frame_d: pd.DataFrame, resolution: int):
+    from . import plots
+
+    fig, axes = plots.figure(ncols=2, width=5.0, height=3.6)
+    plot_sweep(frame_a, "alpha", "alpha (beta = max(1 - alpha, 0))", "R-Adapt+: anchor weight", ax=axes[0][0])
+    plot_sweep(frame_d, "d0", f"GIF cutoff D0 at 224 px (x {resolution}/224 at {resolution} px)", "R-Adapt+: GIF cutoff",
+               ax=axes[0][1])
+    fig.tight_layout()
+    return fig
+
+
+def training_scale_table(avg: pd.DataFrame, param: str, paper: dict) -> pd.DataFrame:
+    """Ours and the paper's robust accuracy against the training setting, both relative to their defaults."""
+    default = getattr(PLUS_DEFAULT["mini"], param)
+    paper_default = 2000 if param == "n_images" else 10
+    ours = pd.DataFrame({"relative to default": [round(v / default, 2) for v in avg[param]],
+                         "ours setting": [f"{param} = {v:g}" for v in avg[param]],
+                         "ours robust": [ci(r.robust, r.robust_lo, r.robust_hi) for r in avg.itertuples()],
+                         "ours clean": [ci(r.clean, r.clean_lo, r.clean_hi) for r in avg.itertuples()],
+                         "flag": ["COLLAPSE" if c else "" for c in avg["collapse"]]})
+    theirs = pd.DataFrame({"relative to default": [round(k / paper_default, 2) for k in paper],
+                           "paper setting": [f"{k}" for k in paper],
+                           "paper robust Caltech256": [v["Caltech256"] for v in paper.values()],
+                           "paper robust (4-ds mean)": [round(float(np.mean(list(v.values()))), 1) for v in paper.values()]})
+    out = ours.merge(theirs, on="relative to default", how="outer").sort_values("relative to default")
+    out.insert(0, "table", "7 (images)" if param == "n_images" else "8 (epochs / iterations)")
+    return out.astype(object).where(out.notna(), "").set_index(["table", "relative to default"])
+
+
+def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, frame_d: pd.DataFrame,
+                     frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str, eps_255: float) -> dict:
+    avg = average(study, frame6).set_index("method")
+    rob = lambda m: ci(*avg.loc[m, ["robust", "robust_lo", "robust_hi"]])  # noqa: E731
+    paper = {k: _paper_t6(*v)["paper robust (4-ds mean)"] for k, v in ABLATION.items()}
+    d_fra = study.diff("FRA only", "CLIP", attack, eps_255)
+    d_gif = study.diff("GIF only", "CLIP", attack, eps_255)
+    best = "FRA only" if avg.loc["FRA only", "robust"] >= avg.loc["GIF only", "robust"] else "GIF only"
+    d_syn = study.diff("R-Adapt+", best, attack, eps_255)
+    p_syn = round(paper["R-Adapt+"] - max(paper["FRA only"], paper["GIF only"]), 1)
+    free = avg.loc["R-Adapt_CLIP"]
+    white = avg.loc["FRA only (white anchor)"]
+    d10 = frame_d[frame_d["d0"] == 10]
+    trend = lambda f, p: "; ".join(f"{v:g}: {r:.1f}%" for v, r in zip(f[p], f["robust"]))  # noqa: E731
+    sweeps = pd.concat([frame_a, frame_d, frame_n, frame_e])
+    flagged = list(dict.fromkeys(list(frame6.loc[frame6["collapse"], "method"]) + list(sweeps.loc[sweeps["collapse"], "method"])))
+    return {
+        "ab_rob_CLIP": rob("CLIP"), "ab_rob_fra": rob("FRA only"), "ab_rob_gif": rob("GIF only"), "ab_rob_both": rob("R-Adapt+"),
+        "ab_fra_gain": f"{ci(d_fra.mean, d_fra.low, d_fra.high)} pp (paper, 4-dataset mean {paper['FRA only']:+.1f})",
+        "ab_fra_verdict": judge(d_fra, paper["FRA only"]),
+        "ab_gif_gain": f"{ci(d_gif.mean, d_gif.low, d_gif.high)} pp (paper {paper['GIF only']:+.1f})",
+        "ab_gif_verdict": judge(d_gif, paper["GIF only"]),
+        "ab_syn_gain": f"{ci(d_syn.mean, d_syn.low, d_syn.high)} pp over {best} (paper {p_syn:+.1f})",
+        "ab_syn_verdict": judge(d_syn, p_syn),
+        "ab_free": (f"with the white-image anchor (alpha 1.2, beta -0.8) FRA alone gives clean {white.clean:.1f}% "
+                    f"(top class {white.top_clean:.1f}%) and robust {white.robust:.1f}%; with the filter added "
+                    f"(R-Adapt_CLIP) clean {free.clean:.1f}% and robust {free.robust:.1f}%"),
+        "ab_alpha_best": f"{frame_a.loc[frame_a['robust'].idxmax(), 'alpha']:g} (robust {frame_a['robust'].max():.1f}%)",
+        "ab_d0_best": f"{frame_d.loc[frame_d['robust'].idxmax(), 'd0']:g} (robust {frame_d['robust'].max():.1f}%)",
+        "ab_d0_10_clean": (ci(*d10[["clean", "clean_lo", "clean_hi"]].iloc[0]) + f"% against {avg.loc['CLIP', 'clean']:.1f}% "
+                           "for the unfiltered CLIP") if len(d10) else "not measured (D0 = 10 not in the sweep)",
+        "ab_n_trend": trend(frame_n, "n_images"), "ab_e_trend": trend(frame_e, "epochs"),
+        "ab_collapse": ("flagged as collapsed: " + ", ".join(flagged)) if flagged else "no variant is flagged",
+    }
+
+
+# --- cost --------------------------------------------------------------------------------------------
+
+def overhead_pairs(study: Study, vit_batch: int = 8) -> tuple[dict, dict]:
+    """(plain, defended) model pairs and their inputs: the mini R-Adapt+ / R-Adapt_FARE, and ViT-B/32 at 224 px."""
+    import open_clip
+
+    from .zeroshot import ZeroShotClassifier
+
+    ds = study.datasets[0]
+    x = study.images[ds].floats()
+    pairs = {"mini: R-Adapt+ (alpha 0.8, beta 0.2)": (study.model("CLIP", ds), study.model("R-Adapt+", ds)),
+             "mini: R-Adapt_FARE (beta 0)": (study.model("CLIP", ds), study.model("R-Adapt_FARE", ds))}
+    inputs = {k: x for k in pairs}
+    torch.manual_seed(study.seed)
+    clip = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    head = torch.nn.functional.normalize(torch.randn(clip.visual.output_dim, 10), dim=0)
+    plain = ZeroShotClassifier(clip.visual, head, models.OPENAI_MEAN, models.OPENAI_STD, [str(i) for i in range(10)]).eval()
+    p = defense.PRESETS["R-Adapt+"]
+    key = "ViT-B/32 (random weights), 224 px: R-Adapt (alpha 0.8, beta 0.2)"
+    pairs[key] = (plain, defense.defend(plain, defense.white_anchor(plain), p.alpha, p.beta, p.d0_224))
+    inputs[key] = torch.rand(vit_batch, 3, 224, 224, generator=torch.Generator().manual_seed(study.seed))
+    return pairs, inputs
+
+
+def _fare_budget() -> dict:
+    from . import training
+
+    cfg = training.MINI_FINETUNES["mini-fare"]
+    log = training.mini_finetune_weights("mini-fare")[1]
+    seen = cfg.steps * cfg.batch_size
+    train_size = len(data.mini_dataset(data.FINETUNE_SOURCE, "train"))
+    return {"distinct images": min(seen, train_size), "images seen": seen, "fwd-bwd passes": seen * (cfg.pgd_steps + 1),
+            "seconds": log.seconds}
+
+
+def _plus_budget(run: defense.AnchorRun) -> dict:
+    c = run.config
+    return {"distinct images": c.n_images, "images seen": run.images_seen, "fwd-bwd passes": run.images_seen * (c.pgd_steps + 1),
+            "seconds": run.seconds}
+
+
+def budget_counts(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+    """Deterministic budget counts: distinct images, images seen, forward-backward passes; paper beside."""
+    if study.profile != "mini":
+        raise NotImplementedError("the FARE training log exists for the mini zoo only; the paper's budget is in reference")
+    fare, plus = _fare_budget(), _plus_budget(run)
+    b = reference.R_ADAPT_PLUS_BUDGET
+    rows = {"FARE fine-tune (mini)": fare, "R-Adapt+ anchor (mini)": plus,
+            "FARE / R-Adapt+ (mini)": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
+            "paper: AFT / R-Adapt+ images": {"distinct images": b["ratio"]}}
+    return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
+
+
+def training_budget(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+    """Wall-clock seconds of the FARE fine-tune and the R-Adapt+ run, from their cached logs."""
+    fare, plus = _fare_budget(), _plus_budget(run)
+    return pd.DataFrame({"wall-clock s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
+                                          round(fare["seconds"] / plus["seconds"], 2)]},
+                        index=["FARE fine-tune (mini)", "R-Adapt+ anchor (mini)", "ratio FARE / R-Adapt+"])
+
+
+def cost_verdict(overhead: pd.DataFrame, study: Study, run: defense.AnchorRun) -> dict:
+    ratios = dict(zip(overhead["setting"], overhead["ratio"]))
+    r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
+    fare, plus = _fare_budget(), _plus_budget(run)
+    worst = max(r_plus, r_vit)
+    return {"cost_ratio_plus": f"{r_plus:.2f}", "cost_ratio_m": f"{r_m:.2f}", "cost_ratio_vit": f"{r_vit:.2f}",
+            "cost_target": "met" if worst <= 1.05 else f"not met (worst {worst:.3f}x)",
+            "cost_images_plus": str(plus["distinct images"]), "cost_images_fare": str(fare["distinct images"]),
+            "cost_image_ratio": f"{fare['distinct images'] / plus['distinct images']:.1f}",
+            "cost_passes_ratio": f"{fare['fwd-bwd passes'] / plus['fwd-bwd passes']:.1f}",
+            "cost_seconds_plus": f"{plus['seconds']:.0f}", "cost_seconds_fare": f"{fare['seconds']:.0f}",
+            "cost_time_ratio": f"{fare['seconds'] / plus['seconds']:.1f}"}

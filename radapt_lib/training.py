@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import attacks, cache, config, data
 from .zeroshot import ZeroShotClassifier, predict, text_head
@@ -64,6 +64,7 @@ class FinetuneConfig:
     eval_n: int = 500
     tga_refine: float = 0.08  # weight of || attn(x_adv; tuned) - attn(x; frozen) ||^2
     tga_constrain: float = 0.05  # weight of || attn(x; tuned) - attn(x; frozen) ||^2
+    tga_map: str = "cosine"  # text-guided attention map: per-patch cosine to the class text (not softmaxed)
     seed: int = 0
 
 
@@ -181,10 +182,13 @@ def encode_tokens(visual: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, tor
 
 
 def text_guided_attention(visual: nn.Module, x: torch.Tensor, class_text: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """TGA-ZSR's text-guided attention: softmax over patches of cos(patch embedding, class text)."""
+    """TGA-ZSR's text-guided attention map: cos(projected patch token, class text) per patch.
+
+    Kept un-normalised: a softmax over 64 patches makes the alignment terms ~1e-3, too small
+    for their 0.08 / 0.05 weights to change anything (TGA then trains exactly like TeCoA).
+    """
     pooled, patches = encode_tokens(visual, x)
-    sim = F.normalize(patches, dim=-1) @ class_text.unsqueeze(-1)
-    return pooled, torch.softmax(sim.squeeze(-1) / 0.1, dim=-1)
+    return pooled, (F.normalize(patches, dim=-1) @ class_text.unsqueeze(-1)).squeeze(-1)
 
 
 def _finetune_loss(cfg: FinetuneConfig, tuned_visual: nn.Module, frozen_visual: nn.Module, norm,

@@ -117,7 +117,7 @@ def test_blur_is_low_pass_and_laplacian_high_pass(k):
 def test_progressive_replacement_endpoints_and_order():
     std, rob = tiny_tower(0), tiny_tower(1)
     x = (images(4) - 0.5) / 0.25
-    steps = list(replacement.progressive_towers(std, rob))
+    steps = [(s, copy.deepcopy(t)) for s, t in replacement.progressive_towers(std, rob)]
     assert [s for s, _ in steps] == ["none", "Emb", "B1-Attn", "B1-MLP", "B2-Attn", "B2-MLP", "Head"]
     assert replacement.step_names(std) == [s for s, _ in steps]
     torch.testing.assert_close(steps[0][1](x), std(x), rtol=0, atol=0)
@@ -243,7 +243,9 @@ def test_paper_architecture_replacement_attention_and_shapley(vit_b32):
     rows = attention.cls_attention(vit_b32, x)
     assert rows.shape == (2, 12, 50) and attention.patch_maps(rows).shape == (2, 12, 7, 7)
     torch.testing.assert_close(rows.sum(-1), torch.ones(2, 12))
-    model = ZeroShotClassifier(vit_b32, torch.nn.functional.normalize(torch.randn(512, 3), dim=0),
+    short = copy.deepcopy(vit_b32)  # the real block width, heads and resolution; 2 of 12 blocks, for speed
+    short.transformer.resblocks = short.transformer.resblocks[:2]
+    model = ZeroShotClassifier(short, torch.nn.functional.normalize(torch.randn(512, 3), dim=0),
                                MEAN, STD, ["a", "b", "c"]).eval()
     img = images(2, 224)
     out = attention.first_block_outputs(model, img)
@@ -251,6 +253,38 @@ def test_paper_architecture_replacement_attention_and_shapley(vit_b32):
     res = shapley.head_shapley(model, img, _labelled(model, img), n_permutations=2, seed=0)
     assert res.method == "permutation" and res.values.shape == (12,)
     assert res.values.sum() == pytest.approx(res.v_all - res.v_none, abs=1e-9)
-    *_, (last, tower) = replacement.progressive_towers(vit_b32, robust)
-    assert last == "Head"
+    towers = replacement.progressive_towers(vit_b32, robust)
+    first, tower = next(towers)
+    torch.testing.assert_close(tower(x), vit_b32(x), rtol=0, atol=0)
+    *_, (last, tower) = towers
+    assert first == "none" and last == "Head"
     torch.testing.assert_close(tower(x), robust(x), rtol=0, atol=0)
+
+
+def test_bright_attention_share_and_near_white():
+    model = tiny_classifier(tiny_tower(0))
+    x = images(5)
+    x[0] = 1.0
+    assert attention.near_white_share(x)[0] == 1.0 and attention.near_white_share(x)[1] < 0.2
+    share = attention.bright_attention_share(model, x)
+    assert share.shape == (5, 4) and bool(((share >= 0) & (share <= 1 + 1e-6)).all())
+    assert torch.allclose(share[0], torch.ones(4))  # a flat image: every patch is "brightest"
+
+
+def test_first_block_summary_reads_gap_and_shift():
+    m = np.array([[0.9, 0.2, 0.5], [0.3, 0.3, 0.95], [0.2, 0.25, 0.8]])  # CLIP B1 best matches robust B2
+    boots = np.repeat(m[None, :, 1], 4, axis=0)
+    s = cka.first_block_summary(m, boots, ["Emb", "B1", "B2"])
+    assert s["gap"] and s["shift"] and s["clip_b1_match"] == "B2"
+    assert s["b1_best"].mean == pytest.approx(0.3) and s["b1_diag"].mean == pytest.approx(0.3)
+
+
+def test_replacement_readings_verdicts():
+    import pandas as pd
+    rows = []
+    for d, rob, clean in (("id", [0, 50, 80, 81, 82], [90, 85, 80, 78, 77]), ("ood", [0, 40, 60, 50, 30], [80, 78, 75, 60, 50])):
+        for i, (s, r, c) in enumerate(zip(["none", "Emb", "B1-Attn", "B1-MLP", "Head"], rob, clean)):
+            rows.append({"model": "R", "dataset": d, "index": i, "step": s, "clean": c, "clean_low": c - 2, "clean_high": c + 2,
+                         "robust": r, "robust_low": r - 2, "robust_high": r + 2})
+    r = replacement.readings(pd.DataFrame(rows), source="id")
+    assert r["saturation"] == {"R": "B1-Attn"} and r["early_verdict"] == "supports" and r["ood_verdict"] == "supports"

@@ -111,6 +111,9 @@ def test_train_anchor_reduces_its_loss(tmp_path, monkeypatch):
     defense.train_anchor(model, images, defense._with_epochs(cfg, 2), progress=False)
     resumed = defense.train_anchor(model, images, cfg, progress=False)
     assert torch.equal(resumed.anchor, run.anchor)
+    # every intermediate epoch is cached: a shorter run after a longer one is a hit, equal to its snapshot
+    shorter = defense.train_anchor(model, images, defense._with_epochs(cfg, 3), progress=False)
+    assert shorter.losses == run.losses[:3]
 
 
 def test_defend_vit_b32_forward_at_224():

@@ -14,30 +14,17 @@ notebook runs on the mini zoo and on the paper's checkpoints.
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
-import torch
+from torch import nn
 
 from .. import config, data, models
 from ..zeroshot import ZeroShotClassifier
 
-PAPER_IMAGE_SIZE = 224
 
 
-def load_images(profile: str, name: str, n: int | None, seed: int = 0, split: str = "test") -> data.ImageSet:
-    """n seeded images of a dataset as a uint8 ImageSet: a mini split, or a paper dataset at 224 px."""
-    if config.check_profile(profile) == "mini":
-        return data.mini_dataset(name, split, n=n, seed=seed)
-    from torchvision import transforms
-
-    tf = transforms.Compose([transforms.Resize(PAPER_IMAGE_SIZE, interpolation=transforms.InterpolationMode.BICUBIC),
-                             transforms.CenterCrop(PAPER_IMAGE_SIZE), transforms.PILToTensor()])
-    ds = data.paper_dataset(name, transform=tf)
-    idx = data.seeded_subset(len(ds), n, seed)
-    pairs = [ds[int(i)] for i in idx]
-    images = torch.stack([img.expand(3, -1, -1) if img.shape[0] == 1 else img for img, _ in pairs])
-    labels = torch.tensor([int(lbl) for _, lbl in pairs], dtype=torch.long)
-    return data.ImageSet(images, labels, tuple(data.paper_classnames(ds)), f"torchvision:{name}")
+load_images = data.load_images  # one loader for both profiles, in data.py
 
 
 def load_classifiers(profile: str, methods: Sequence[str], classnames: Sequence[str]) -> dict[str, ZeroShotClassifier]:
@@ -49,9 +36,21 @@ def load_classifiers(profile: str, methods: Sequence[str], classnames: Sequence[
     unknown = [m for m in methods if m not in names]
     if unknown:
         raise ValueError(f"unknown methods {unknown}: use some of {sorted(names)}")
-    base = models.load_model(names["CLIP"])
+    base = _loaded(names["CLIP"])
     out = {}
     for method in methods:
-        visual = None if method == "CLIP" else models.load_model(names[method]).clip.visual
+        visual = None if method == "CLIP" else _loaded(names[method]).clip.visual
         out[method] = models.classifier(base, classnames, visual=visual)
     return out
+
+
+def load_towers(profile: str, methods: Sequence[str]) -> dict[str, nn.Module]:
+    """The vision towers of the named methods (for analyses that read weights only)."""
+    names = models.PROFILE_MODELS[config.check_profile(profile)]
+    return {m: _loaded(names[m]).clip.visual.eval() for m in methods}
+
+
+@functools.cache
+def _loaded(name: str) -> models.LoadedModel:
+    """Each registry model is loaded once per session (pages build classifiers for several datasets)."""
+    return models.load_model(name)

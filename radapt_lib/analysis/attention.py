@@ -128,3 +128,44 @@ def similarity_frame(estimates: Mapping[tuple[str, str], Estimate], digits: int 
     names = list(dict.fromkeys(a for a, _ in estimates))
     return pd.DataFrame([[round(estimates[(a, b)].mean, digits) for b in names] for a in names],
                         index=pd.Index(names, name="images through"), columns=pd.Index(names, name="partner through"))
+
+
+def near_white_share(images: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """Share of pixels that are near-white (every channel >= threshold) per image, for picking examples."""
+    x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    return (x >= threshold).all(dim=1).float().flatten(1).mean(dim=1)
+
+
+def patch_brightness(images: torch.Tensor, grid: int) -> torch.Tensor:
+    """Mean intensity of each patch of a grid x grid tiling (n x grid*grid, [0, 1])."""
+    x = images.float().div(255) if images.dtype == torch.uint8 else images.float()
+    return torch.nn.functional.adaptive_avg_pool2d(x.mean(dim=1, keepdim=True), grid).flatten(1)
+
+
+@torch.no_grad()
+def bright_attention_share(model: nn.Module, images: torch.Tensor, quantile: float = 0.75, block: int = 0,
+                           batch_size: int = 100) -> torch.Tensor:
+    """Per image and head (n x H): share of the [CLS]-to-patch attention that falls on the image's
+    brightest patches (those at or above the `quantile` of its patch intensities), renormalised over
+    patches. A uniform map gives about 1 - quantile; a map anchored on bright regions gives more.
+    """
+    device = next(model.parameters()).device
+    out = []
+    for lo in range(0, images.shape[0], batch_size):
+        x = images[lo:lo + batch_size]
+        x = (x.float().div(255) if x.dtype == torch.uint8 else x).to(device)
+        rows = cls_attention(model.visual, model.normalize(x), block)[..., 1:].float().cpu()
+        rows = rows / rows.sum(-1, keepdim=True)
+        mask = bright_patch_mask(x.cpu(), int(round(rows.shape[-1] ** 0.5)), quantile)
+        out.append((rows * mask[:, None, :]).sum(-1))
+    return torch.cat(out)
+
+
+def bright_patch_mask(images: torch.Tensor, grid: int, quantile: float = 0.75) -> torch.Tensor:
+    """1.0 for each image's brightest patches (at or above its `quantile` of patch intensity), else 0.0.
+
+    Ties count as bright, so on images with large white areas more than 1 - quantile of the patches
+    are marked: its row mean is the bright share that brightness-blind (uniform) attention would get.
+    """
+    bright = patch_brightness(images, grid)
+    return (bright >= torch.quantile(bright, quantile, dim=1, keepdim=True)).float()

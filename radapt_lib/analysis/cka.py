@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ..stats import Estimate
 
@@ -134,3 +134,25 @@ def estimate(point: float, boots: Sequence[float], level: float = 0.95, n: int =
 def diagonal_shift(matrix: np.ndarray) -> list[int]:
     """For each robust layer (column), the index of the standard layer (row) it matches best."""
     return [int(i) for i in np.argmax(matrix, axis=0)]
+
+
+def first_block_summary(matrix: np.ndarray, b1_boots: np.ndarray, names: Sequence[str]) -> dict:
+    """The two Fig. 2a readings for one standard-vs-robust CKA matrix (rows standard, columns robust).
+
+    gap:   the robust first block's best match with any standard layer (`b1_best`, with interval),
+           against the weakest best match among the other robust blocks (`others_min`); the gap is
+           present when B1 is the least-matched robust block.
+    shift: the robust layer that the standard first block matches best (`clip_b1_match`); the
+           diagonal is shifted when that layer is deeper than B1.
+    `b1_boots` (n_boot x standard layers) holds bootstrap CKAs of the robust B1 column only, e.g.
+    `bootstrap_cka(grams_standard, grams_robust[1:2])[:, :, 0]` (a ninth of the full bootstrap's cost).
+    """
+    n = matrix.shape[0]
+    best = matrix.max(axis=0)  # per robust layer: best match among standard layers
+    b1_best = estimate(best[1], b1_boots.max(axis=1))
+    b1_diag = estimate(matrix[1, 1], b1_boots[:, 1])
+    others = best[2:]
+    match = int(np.argmax(matrix[1, :]))
+    return {"b1_best": b1_best, "b1_diag": b1_diag, "others_min": float(others.min()) if others.size else float("nan"),
+            "gap": bool(others.size and best[1] < others.min()), "clip_b1_match": names[match],
+            "shift": match > 1, "n_layers": n}

@@ -20,7 +20,7 @@ from typing import Iterator, Sequence
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import evaluation
 from ..data import ImageSet
@@ -48,19 +48,34 @@ def step_names(tower: nn.Module) -> list[str]:
     return ["none"] + [name for name, _ in module_steps(tower)]
 
 
-def progressive_towers(standard: nn.Module, robust: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    """Yield ("none", standard copy), then (step, hybrid) after each cumulative swap.
+def coarse_steps(tower: nn.Module, fine_blocks: int = 1, every: int = 1) -> list[str]:
+    """Steps to evaluate when every module is too many: module by module (Attn, MLP) in the first
+    `fine_blocks` blocks, where the paper's effect lives, then a point after every `every`-th whole block
+    ("Bi-MLP", the last block always included), and "Head". The swaps themselves stay cumulative and
+    module by module; only the evaluated points thin out.
+    """
+    names = step_names(tower)
+    depth = len(tower.transformer.resblocks)
+    keep = {"none", "Emb", "Head"} | {f"B{i}-{part}" for i in range(1, fine_blocks + 1) for part in ("Attn", "MLP")}
+    keep |= {f"B{i}-MLP" for i in range(fine_blocks + 1, depth + 1) if (i - fine_blocks) % every == 0 or i == depth}
+    return [n for n in names if n in keep]
 
-    Each yielded tower is a fresh copy, so callers may keep them; the last one equals `robust`.
+
+def progressive_towers(standard: nn.Module, robust: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """Yield ("none", standard), then (step, hybrid) after each cumulative swap; the last equals `robust`.
+
+    One hybrid (a copy of `standard`) is updated in place from step to step, so a ViT-L/14 is
+    not copied 50 times: use each tower before advancing, or `copy.deepcopy` it to keep it.
     """
     robust_state = robust.state_dict()
     hybrid = copy.deepcopy(standard).eval()
     if set(hybrid.state_dict()) != set(robust_state):
         raise ValueError("standard and robust towers have different architectures (state-dict keys differ)")
-    yield "none", copy.deepcopy(hybrid)
+    yield "none", hybrid
     for name, keys in module_steps(hybrid):
-        hybrid.load_state_dict({k: robust_state[k] for k in keys}, strict=False)
-        yield name, copy.deepcopy(hybrid)
+        with torch.no_grad():
+            hybrid.load_state_dict({k: robust_state[k] for k in keys}, strict=False)
+        yield name, hybrid
 
 
 @dataclass
@@ -114,3 +129,50 @@ def saturation_step(frame: pd.DataFrame, share: float = 0.9, column: str = "robu
         return str(frame["step"].iloc[0])
     reached = frame[frame[column] >= start + share * gain]
     return str(reached["step"].iloc[0])
+
+
+def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share: float = 0.9) -> dict:
+    """The paper's two readings of replacement curves (rows of `ReplacementCurve.frame()` for several models).
+
+    early:   on the source (ID) dataset, robust accuracy reaches `share` of its total gain by step `early_by`.
+    overfit: on every other (OOD) dataset, both clean and robust accuracy are lower for the fully replaced
+             tower than after `early_by` (deep replacements hurt out of distribution).
+    Each verdict is "supports" (all models / model-dataset pairs), "contradicts" (none) or "partly supports",
+    counting only pairs whose intervals resolve the question ("unresolved": the robust gain on the source data,
+    or both OOD changes, lie inside the bootstrap intervals); "cannot decide" when none resolves it.
+    """
+    out: dict = {"saturation": {}, "b1_attn_share": {}, "early": [], "ood": {}, "both_drop": [], "unresolved": []}
+    for (model, dataset), part in curves.groupby(["model", "dataset"], sort=False):
+        part = part.reset_index(drop=True)
+        steps = list(part["step"])
+        if dataset == source:
+            best = part.loc[part["robust"].idxmax()]
+            if best["robust_low"] <= part.loc[0, "robust_high"]:  # no gain beyond the intervals: nothing saturates
+                out["unresolved"].append(f"{model}/{dataset}")
+            sat = saturation_step(part, share)
+            out["saturation"][model] = sat
+            final = float(part["robust"].iloc[-1])
+            if "B1-Attn" in steps:
+                out["b1_attn_share"][model] = 100 * float(part.loc[steps.index("B1-Attn"), "robust"]) / max(final, 1e-9)
+            if early_by in steps and steps.index(sat) <= steps.index(early_by) and f"{model}/{dataset}" not in out["unresolved"]:
+                out["early"].append(model)
+        elif early_by in steps:
+            a, b = part.loc[steps.index(early_by)], part.iloc[-1]
+            out["ood"][(model, dataset)] = (float(a["clean"]), float(b["clean"]), float(a["robust"]), float(b["robust"]))
+            if b["clean"] < a["clean"] and b["robust"] < a["robust"]:
+                out["both_drop"].append(f"{model}/{dataset}")
+            elif b["clean_low"] <= a["clean_high"] and b["clean_high"] >= a["clean_low"] and \
+                    b["robust_low"] <= a["robust_high"] and b["robust_high"] >= a["robust_low"]:
+                out["unresolved"].append(f"{model}/{dataset}")
+
+    def word(hits: list, keys: list) -> str:
+        decided = [k for k in keys if k not in out["unresolved"]]
+        if not decided:
+            return "cannot decide"
+        hit = [k for k in decided if k in hits]
+        return "supports" if len(hit) == len(decided) else ("contradicts" if not hit else "partly supports")
+
+    id_keys = [f"{m}/{source}" for m in out["saturation"]]
+    out["early_verdict"] = word([f"{m}/{source}" for m in out["early"]], id_keys)
+    out["ood_verdict"] = word(out["both_drop"], [f"{m}/{d}" for m, d in out["ood"]])
+    return out
