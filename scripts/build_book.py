@@ -70,7 +70,7 @@ def main() -> int:
             print(f"[book] executing {src.name} ...", flush=True)
             print(f"[book] {src.name}: {execute(src, dst):.0f} s", flush=True)
         else:
-            print(f"[book] {src.name}: up to date", flush=True)
+            print(f"[book] {src.name}: {'up to date' if wanted else 'not selected'}", flush=True)
     print(f"[book] notebooks done in {time.perf_counter() - total:.0f} s", flush=True)
     write_toc(pages)
     if args.no_render:
