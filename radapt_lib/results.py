@@ -8,8 +8,13 @@ import pandas as pd
 from . import data, evaluation, models
 from .evaluation import EvalResult
 
-# A model predicting one class for more than this share of images is flagged as collapsed.
+# A model looks robust by collapsing when it predicts one class for more than COLLAPSE_SHARE % of the
+# clean images, or its clean accuracy is less than COLLAPSE_OVER_CHANCE pp above chance. One rule for
+# every page (main results and the R-Adapt tables).
 COLLAPSE_SHARE = 50.0
+COLLAPSE_OVER_CHANCE = 10.0
+COLLAPSE_RULE = (f"collapse = more than {COLLAPSE_SHARE:.0f}% of clean predictions on one class, or clean accuracy "
+                 f"below chance + {COLLAPSE_OVER_CHANCE:.0f} pp")
 
 
 def classifier_for(model_name: str, images: data.ImageSet):
@@ -21,7 +26,7 @@ def collapse_flag(result: EvalResult, n_classes: int) -> str:
     """Why a result should not be read as robustness: near-chance clean accuracy or one dominant class."""
     reasons = []
     chance = 100.0 / n_classes
-    if result.clean().high < chance + 10:
+    if result.clean().mean < chance + COLLAPSE_OVER_CHANCE:
         reasons.append(f"clean near chance ({chance:.0f}%)")
     if result.clean_top_share() > COLLAPSE_SHARE:
         reasons.append(f"{result.clean_top_share():.0f}% of clean predictions one class")

@@ -14,13 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import config, data, defense, evaluation, models, reference, stats
+from . import config, data, defense, evaluation, models, reference, results, stats
 
 BASELINES = ("CLIP", "TeCoA", "TGA", "FARE")
 METHODS = reference.METHODS  # Table 1's row order
 RADAPT = ("R-Adapt_CLIP", "R-Adapt_TeCoA", "R-Adapt_TGA", "R-Adapt_FARE", "R-Adapt+")
-COLLAPSE_TOP_SHARE = 50.0  # % of predictions on one class
-COLLAPSE_OVER_CHANCE = 10.0  # pp above chance
 
 # R-Adapt+ anchor optimisation per profile. Paper: 2k ImageNet images, 10 epochs, eps 4/255 (the inner
 # attack and optimiser are not stated). Mini: scaled to ~1 min on 2 CPU threads (see the pages).
@@ -137,6 +135,12 @@ class Study:
             self.plus_run = run
         return run
 
+    def subset(self, n: int) -> "Study":
+        """The first n images per dataset (itself a seeded subset: images are a seeded shuffle), same models and variants."""
+        images = {d: data.ImageSet(s.images[:n], s.labels[:n], s.classnames, s.source) for d, s in self.images.items()}
+        return Study(self.profile, self.datasets, min(n, self.n_samples), self.seed, self.zoo, images,
+                     self.variants, {}, self.plus_run, self._classifiers)
+
     # -- evaluation ------------------------------------------------------------------------------
     def evaluate(self, methods: Iterable[str], attack: str, eps_255: Iterable[float], datasets: Iterable[str] | None = None,
                  n_iter: int = 10, n_restarts: int = 1, n_queries: int = 1000) -> pd.DataFrame:
@@ -183,7 +187,7 @@ def _row(method, dataset, attack, eps_255, res: evaluation.EvalResult, n_classes
             "clean": clean.mean, "clean_lo": clean.low, "clean_hi": clean.high,
             "robust": rob.mean, "robust_lo": rob.low, "robust_hi": rob.high,
             "top_clean": res.clean_top_share(), "top_adv": res.adv_top_share(), "chance": chance,
-            "collapse": bool(res.clean_top_share() > COLLAPSE_TOP_SHARE or clean.mean < chance + COLLAPSE_OVER_CHANCE),
+            "collapse": bool(results.collapse_flag(res, n_classes)),
             "seconds": res.seconds, "warnings": list(res.warnings)}
 
 
@@ -286,8 +290,7 @@ def protocol(study: Study, attack: str, eps_255: Sequence[float], n_iter: int, n
             f"(seed {study.seed}) of {', '.join(study.datasets)}; {res} px; robust = correct clean and attacked; "
             f"95% percentile bootstrap CIs over images (1000 resamples; averages pool images of all datasets); "
             f"models {names}; GIF D0 = 40 at 224 px -> {defense.d0_at(res, 40):.2f} at {res} px "
-            f"(TGA: 30 -> {defense.d0_at(res, 30):.2f}); collapse = > {COLLAPSE_TOP_SHARE:.0f}% of clean predictions on "
-            f"one class or clean accuracy < chance + {COLLAPSE_OVER_CHANCE:.0f} pp. {extra}").strip()
+            f"(TGA: 30 -> {defense.d0_at(res, 30):.2f}); {results.COLLAPSE_RULE}. {extra}").strip()
 
 
 # --- cost -------------------------------------------------------------------------------------
@@ -480,15 +483,6 @@ def plot_eps(avg: pd.DataFrame, names: dict[str, str]):
     return fig
 
 
-def _subset(study: Study, n: int) -> Study:
-    images = {d: data.ImageSet(s.images[:n], s.labels[:n], s.classnames, s.source) for d, s in study.images.items()}
-    return Study(study.profile, study.datasets, min(n, study.n_samples), study.seed, study.zoo, images,
-                 study.variants, {}, study.plus_run, study._classifiers)
-
-
-Study.subset = _subset  # the first n images per dataset (a seeded subset too), same models and variants
-
-
 # --- ablations (Table 6, Fig. 7, Tables 7-8) ------------------------------------------------------
 
 ABLATION = {"CLIP": (False, False), "FRA only": (False, True), "GIF only": (True, False), "R-Adapt+": (True, True)}
@@ -588,7 +582,7 @@ def training_scale_table(avg: pd.DataFrame, param: str, paper: dict) -> pd.DataF
 
 
 def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, frame_d: pd.DataFrame,
-                     frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str, eps_255: float) -> dict:
+                     attack: str, eps_255: float) -> dict:
     avg = average(study, frame6).set_index("method")
     rob = lambda m: ci(*avg.loc[m, ["robust", "robust_lo", "robust_hi"]])  # noqa: E731
     paper = {k: _paper_t6(*v)["paper robust (4-ds mean)"] for k, v in ABLATION.items()}
@@ -600,8 +594,7 @@ def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, 
     free = avg.loc["R-Adapt_CLIP"]
     white = avg.loc["FRA only (white anchor)"]
     d10 = frame_d[frame_d["d0"] == 10]
-    trend = lambda f, p: "; ".join(f"{v:g}: {r:.1f}%" for v, r in zip(f[p], f["robust"]))  # noqa: E731
-    sweeps = pd.concat([frame_a, frame_d, frame_n, frame_e])
+    sweeps = pd.concat([frame_a, frame_d])
     flagged = list(dict.fromkeys(list(frame6.loc[frame6["collapse"], "method"]) + list(sweeps.loc[sweeps["collapse"], "method"])))
     return {
         "ab_rob_CLIP": rob("CLIP"), "ab_rob_fra": rob("FRA only"), "ab_rob_gif": rob("GIF only"), "ab_rob_both": rob("R-Adapt+"),
@@ -618,9 +611,63 @@ def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, 
         "ab_d0_best": f"{frame_d.loc[frame_d['robust'].idxmax(), 'd0']:g} (robust {frame_d['robust'].max():.1f}%)",
         "ab_d0_10_clean": (ci(*d10[["clean", "clean_lo", "clean_hi"]].iloc[0]) + f"% against {avg.loc['CLIP', 'clean']:.1f}% "
                            "for the unfiltered CLIP") if len(d10) else "not measured (D0 = 10 not in the sweep)",
-        "ab_n_trend": trend(frame_n, "n_images"), "ab_e_trend": trend(frame_e, "epochs"),
         "ab_collapse": ("flagged as collapsed: " + ", ".join(flagged)) if flagged else "no variant is flagged",
     }
+
+
+def _trend(frame: pd.DataFrame, param: str) -> str:
+    return "; ".join(f"{v:g}: {ci(r.robust, r.robust_lo, r.robust_hi)}%" for v, r in zip(frame[param], frame.itertuples()))
+
+
+def _paper_mean(table: dict, key: int) -> float:
+    return float(np.mean(list(table[key].values())))
+
+
+# The paper's gain over the same relative range as our sweeps (a quarter / a fifth of the default -> the
+# default): Table 7 500 -> 2000 images, Table 8 3 -> 10 iterations, means of its four datasets.
+PAPER_SCALE_GAIN = {"n_images": round(_paper_mean(reference.TABLE7, 2000) - _paper_mean(reference.TABLE7, 500), 1),
+                    "epochs": round(_paper_mean(reference.TABLE8, 10) - _paper_mean(reference.TABLE8, 3), 1)}
+
+
+def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str,
+                           eps_255: float) -> dict:
+    """Trends along the R-Adapt+ training sweeps and the paired gain from the smallest to the largest setting."""
+    out = {}
+    for key, frame, param, paper_range in (("n", frame_n, "n_images", "500 -> 2000 images"),
+                                           ("e", frame_e, "epochs", "3 -> 10 iterations")):
+        f = frame.sort_values(param)
+        lo, hi = f["method"].iloc[0], f["method"].iloc[-1]
+        d = study.diff(hi, lo, attack, eps_255)
+        paper = PAPER_SCALE_GAIN[param]
+        out[f"ts_{key}_trend"] = _trend(f, param)
+        out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
+                                 f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
+        out[f"ts_{key}_verdict"] = judge(d, paper)
+    flagged = list(dict.fromkeys(pd.concat([frame_n, frame_e]).query("collapse")["method"]))
+    out["ts_collapse"] = ("flagged as collapsed: " + ", ".join(flagged)) if flagged else "no anchor is flagged"
+    return out
+
+
+def plot_training_scale(frame_n: pd.DataFrame, frame_e: pd.DataFrame):
+    from . import plots
+
+    fig, axes = plots.figure(ncols=2, width=5.0, height=3.6)
+    plot_sweep(frame_n, "n_images", "R-Adapt+ training images", "Table 7: training images", ax=axes[0][0])
+    plot_sweep(frame_e, "epochs", "R-Adapt+ epochs", "Table 8: epochs", ax=axes[0][1])
+    fig.tight_layout()
+    return fig
+
+
+def masking_check(study: Study, frame: pd.DataFrame, method: str, eps_list: Sequence[float],
+                  white_box: str = "apgd-dlr", black_box: str = "square") -> str:
+    """Is the gradient-free attack stronger than the white-box one on the same images (a sign of masking)?"""
+    parts = []
+    for e in eps_list:
+        gap = stats.bootstrap_mean(100 * (study.correct(method, black_box, e) - study.correct(method, white_box, e)))
+        sign = ("Square leaves fewer robust images than APGD-DLR: possible gradient masking" if gap.high < 0
+                else "no sign of gradient masking")
+        parts.append(f"{e:g}/255: {black_box} minus {white_box} robust {ci(gap.mean, gap.low, gap.high)} pp, {sign}")
+    return f"{method}: " + "; ".join(parts)
 
 
 # --- cost --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """R-Adapt's defense on tiny random towers: filter, anchor, defend(), R-Adapt+ training."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -129,3 +131,22 @@ def test_defend_vit_b32_forward_at_224():
     assert float(defended.input_filter.d0) == 40.0
     with torch.no_grad():
         assert defended(torch.rand(1, 3, 224, 224)).shape == (1, 3)
+
+
+def _result(labels, clean_pred, adv_pred):
+    from radapt_lib.evaluation import EvalResult
+
+    return EvalResult("m", "pgd", 4 / 255, np.array(labels), np.array(clean_pred), np.array(adv_pred), None)
+
+
+def test_collapse_rule_is_one_predicate_for_every_table():
+    from radapt_lib import results, rtables
+
+    healthy = _result([0, 1, 2, 3] * 25, [0, 1, 2, 3] * 25, [0, 1, 2, 0] * 25)
+    one_class = _result([0, 1, 2, 3] * 25, [0] * 80 + [1, 2, 3, 3] * 5, [0] * 100)
+    near_chance = _result([0, 1, 2, 3] * 25, [1, 2, 3, 0] * 22 + [0, 1, 2, 3] * 3, [1, 2, 3, 0] * 25)
+    assert results.collapse_flag(healthy, 4) == ""
+    assert "one class" in results.collapse_flag(one_class, 4)
+    assert "near chance" in results.collapse_flag(near_chance, 4)
+    for res, flagged in ((healthy, False), (one_class, True), (near_chance, True)):
+        assert rtables._row("m", "d", "pgd", 4, res, 4)["collapse"] is flagged
