@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the book (mini profile, offline): install what is missing, execute stale notebooks, render.
 #   scripts/book.sh            # re-execute only what changed, then render book/_build/html
-#   scripts/book.sh --force    # re-derive every page (cold cache: trains the mini zoo, ~50 min)
+#   scripts/book.sh --force    # re-derive every page (cold cache: trains the mini zoo, ~37 min in all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
