@@ -7,7 +7,7 @@ Pages call one to three functions of this module per cell; everything heavy is c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -24,7 +24,9 @@ RADAPT = ("R-Adapt_CLIP", "R-Adapt_TeCoA", "R-Adapt_TGA", "R-Adapt_FARE", "R-Ada
 # attack and optimiser are not stated). Mini: scaled to ~1 min on 2 CPU threads (see the pages).
 PLUS_DEFAULT = {
     "mini": defense.AnchorTrainConfig(n_images=500, epochs=5, pgd_steps=2, batch_size=50, lr=1e-2),
-    "paper": defense.AnchorTrainConfig(n_images=2000, epochs=10, pgd_steps=10, batch_size=50, lr=1e-2),
+    "paper": defense.AnchorTrainConfig(n_images=int(reference.R_ADAPT_PLUS_BUDGET["images"]),
+                                       epochs=int(reference.R_ADAPT_PLUS_BUDGET["epochs"]), pgd_steps=10, batch_size=50,
+                                       lr=1e-2),
 }
 
 DEFAULTS = {
@@ -124,8 +126,6 @@ class Study:
 
         cfg None: the profile's PLUS_DEFAULT, with `changes` (e.g. n_images=500, epochs=3) applied.
         """
-        from dataclasses import replace
-
         cfg = replace(cfg or PLUS_DEFAULT[self.profile], **changes)
         train = self.train_images(cfg.n_images)
         run = defense.train_anchor(models.classifier(self.zoo["CLIP"], train.classnames), train, cfg, progress)
@@ -563,10 +563,10 @@ def plot_fig7(frame_a: pd.DataFrame, frame_d: pd.DataFrame, resolution: int):
     return fig
 
 
-def training_scale_table(avg: pd.DataFrame, param: str, paper: dict) -> pd.DataFrame:
+def training_scale_table(study: Study, avg: pd.DataFrame, param: str, paper: dict) -> pd.DataFrame:
     """Ours and the paper's robust accuracy against the training setting, both relative to their defaults."""
-    default = getattr(PLUS_DEFAULT["mini"], param)
-    paper_default = 2000 if param == "n_images" else 10
+    default = getattr(PLUS_DEFAULT[study.profile], param)
+    paper_default = _paper_default(param)
     ours = pd.DataFrame({"relative to default": [round(v / default, 2) for v in avg[param]],
                          "ours setting": [f"{param} = {v:g}" for v in avg[param]],
                          "ours robust": [ci(r.robust, r.robust_lo, r.robust_hi) for r in avg.itertuples()],
@@ -575,7 +575,7 @@ def training_scale_table(avg: pd.DataFrame, param: str, paper: dict) -> pd.DataF
     theirs = pd.DataFrame({"relative to default": [round(k / paper_default, 2) for k in paper],
                            "paper setting": [f"{k}" for k in paper],
                            "paper robust Caltech256": [v["Caltech256"] for v in paper.values()],
-                           "paper robust (4-ds mean)": [round(float(np.mean(list(v.values()))), 1) for v in paper.values()]})
+                           "paper robust (4-ds mean)": [round(_paper_mean(paper, k), 1) for k in paper]})
     out = ours.merge(theirs, on="relative to default", how="outer").sort_values("relative to default")
     out.insert(0, "table", "7 (images)" if param == "n_images" else "8 (epochs / iterations)")
     return out.astype(object).where(out.notna(), "").set_index(["table", "relative to default"])
@@ -594,8 +594,6 @@ def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, 
     free = avg.loc["R-Adapt_CLIP"]
     white = avg.loc["FRA only (white anchor)"]
     d10 = frame_d[frame_d["d0"] == 10]
-    sweeps = pd.concat([frame_a, frame_d])
-    flagged = list(dict.fromkeys(list(frame6.loc[frame6["collapse"], "method"]) + list(sweeps.loc[sweeps["collapse"], "method"])))
     return {
         "ab_rob_CLIP": rob("CLIP"), "ab_rob_fra": rob("FRA only"), "ab_rob_gif": rob("GIF only"), "ab_rob_both": rob("R-Adapt+"),
         "ab_fra_gain": f"{ci(d_fra.mean, d_fra.low, d_fra.high)} pp (paper, 4-dataset mean {paper['FRA only']:+.1f})",
@@ -611,8 +609,14 @@ def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, 
         "ab_d0_best": f"{frame_d.loc[frame_d['robust'].idxmax(), 'd0']:g} (robust {frame_d['robust'].max():.1f}%)",
         "ab_d0_10_clean": (ci(*d10[["clean", "clean_lo", "clean_hi"]].iloc[0]) + f"% against {avg.loc['CLIP', 'clean']:.1f}% "
                            "for the unfiltered CLIP") if len(d10) else "not measured (D0 = 10 not in the sweep)",
-        "ab_collapse": ("flagged as collapsed: " + ", ".join(flagged)) if flagged else "no variant is flagged",
+        "ab_collapse": _flagged_methods(frame6, frame_a, frame_d, none="no variant is flagged"),
     }
+
+
+def _flagged_methods(*frames: pd.DataFrame, none: str) -> str:
+    """The methods flagged as collapsed in any of the frames, in order of appearance."""
+    flagged = list(dict.fromkeys(pd.concat(frames).query("collapse")["method"]))
+    return ("flagged as collapsed: " + ", ".join(flagged)) if flagged else none
 
 
 def _trend(frame: pd.DataFrame, param: str) -> str:
@@ -623,10 +627,15 @@ def _paper_mean(table: dict, key: int) -> float:
     return float(np.mean(list(table[key].values())))
 
 
-# The paper's gain over the same relative range as our sweeps (a quarter / a fifth of the default -> the
-# default): Table 7 500 -> 2000 images, Table 8 3 -> 10 iterations, means of its four datasets.
-PAPER_SCALE_GAIN = {"n_images": round(_paper_mean(reference.TABLE7, 2000) - _paper_mean(reference.TABLE7, 500), 1),
-                    "epochs": round(_paper_mean(reference.TABLE8, 10) - _paper_mean(reference.TABLE8, 3), 1)}
+def _paper_default(param: str) -> int:
+    """The paper's R-Adapt+ default for a training setting (2000 images, 10 iterations)."""
+    return int(reference.R_ADAPT_PLUS_BUDGET["images" if param == "n_images" else "epochs"])
+
+
+# The paper's gain over about the relative range of our sweeps, from the smallest setting it reports to
+# its default: Table 7 500 -> 2000 images, Table 8 3 -> 10 iterations, means of its four datasets.
+PAPER_SCALE_GAIN = {param: round(_paper_mean(table, _paper_default(param)) - _paper_mean(table, min(table)), 1)
+                    for param, table in (("n_images", reference.TABLE7), ("epochs", reference.TABLE8))}
 
 
 def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str,
@@ -643,8 +652,7 @@ def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.Data
         out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
                                  f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
         out[f"ts_{key}_verdict"] = judge(d, paper)
-    flagged = list(dict.fromkeys(pd.concat([frame_n, frame_e]).query("collapse")["method"]))
-    out["ts_collapse"] = ("flagged as collapsed: " + ", ".join(flagged)) if flagged else "no anchor is flagged"
+    out["ts_collapse"] = _flagged_methods(frame_n, frame_e, none="no anchor is flagged")
     return out
 
 
@@ -658,7 +666,7 @@ def plot_training_scale(frame_n: pd.DataFrame, frame_e: pd.DataFrame):
     return fig
 
 
-def masking_check(study: Study, frame: pd.DataFrame, method: str, eps_list: Sequence[float],
+def masking_check(study: Study, method: str, eps_list: Sequence[float],
                   white_box: str = "apgd-dlr", black_box: str = "square") -> str:
     """Is the gradient-free attack stronger than the white-box one on the same images (a sign of masking)?"""
     parts = []
