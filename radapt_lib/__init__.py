@@ -6,4 +6,4 @@ import warnings
 warnings.filterwarnings("ignore", message="IProgress not found")
 
 __all__ = ["config", "data", "models", "zeroshot", "attacks", "evaluation", "training", "results", "stats",
-           "cache", "reference", "plots", "defense", "rtables", "analysis"]
+           "cache", "reference", "plots", "defense", "rtables", "analysis", "page", "zoo"]

@@ -85,8 +85,49 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
-def _autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float, n_iter: int,
-                n_restarts: int, n_queries: int, seed: int, n_classes: int) -> AttackResult:
+# Croce & Hein's standard AutoAttack (l-inf): APGD-CE (1 restart), APGD-T and FAB-T over 9 target
+# classes, 100 iterations each, Square with 5000 queries. "autoattack" means exactly this unless a
+# caller overrides a value explicitly; the override is then stated in the result's warnings.
+AUTOATTACK_STANDARD = {"n_iter": 100, "n_restarts": 1, "n_target_classes": 9, "n_queries": 5000}
+# Defaults of the single attacks (PGD, CW, APGD-CE, ...), which pages name with their iterations.
+SINGLE_DEFAULTS = {"n_iter": 10, "n_restarts": 1, "n_queries": 1000}
+
+
+def resolve_settings(name: str, n_iter: int | None = None, n_restarts: int | None = None,
+                     n_queries: int | None = None, n_classes: int | None = None) -> dict:
+    """The settings an attack runs with: the caller's values, else the attack's own defaults.
+
+    For "autoattack" the defaults are the standard version's; `overrides` lists what a caller changed.
+    """
+    given = {"n_iter": n_iter, "n_restarts": n_restarts, "n_queries": n_queries}
+    for key, value in given.items():
+        if value is not None and int(value) < 1:
+            raise ValueError(f"{key}={value}: attack settings must be >= 1")
+    base = AUTOATTACK_STANDARD if check_attack(name) == "autoattack" else SINGLE_DEFAULTS
+    out = {k: int(v) if v is not None else base[k] for k, v in given.items()}
+    targets = AUTOATTACK_STANDARD["n_target_classes"]
+    out["n_target_classes"] = max(1, min(targets, n_classes - 1)) if n_classes else targets
+    out["overrides"] = sorted(k for k, v in given.items() if v is not None and name == "autoattack"
+                              and int(v) != AUTOATTACK_STANDARD[k])
+    return out
+
+
+def describe(name: str, n_iter: int | None = None, n_restarts: int | None = None, n_queries: int | None = None,
+             n_classes: int | None = None) -> str:
+    """The settings an attack actually runs with, in words, for a page's protocol line."""
+    s = resolve_settings(name, n_iter, n_restarts, n_queries, n_classes)
+    if name == "autoattack":
+        kind = "standard" if not s["overrides"] else "NON-STANDARD (" + ", ".join(
+            f"{k}={s[k]} instead of {AUTOATTACK_STANDARD[k]}" for k in s["overrides"]) + ")"
+        return (f"AutoAttack {kind}: APGD-CE, APGD-T and FAB-T ({s['n_target_classes']} target classes), {s['n_iter']} "
+                f"iterations, {s['n_restarts']} restart(s); Square {s['n_queries']} queries")
+    if name == "square":
+        return f"square, {s['n_queries']} queries, {s['n_restarts']} restart(s)"
+    return f"{name}, {s['n_iter']} iterations, {s['n_restarts']} restart(s)"
+
+
+def _autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str, eps: float, settings: dict,
+                seed: int) -> AttackResult:
     from pyautoattack import AutoAttack
 
     device = x.device
@@ -95,14 +136,7 @@ def _autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str,
     else:
         adversary = AutoAttack(model, eps=eps, norm="Linf", version="custom", attacks=[attack], seed=seed, device=device)
     adversary.verbose = False
-    targets = max(1, min(9, n_classes - 1))  # targeted parts need fewer targets than classes
-    adversary.apgd_targeted.n_target_classes = targets
-    adversary.fab.n_target_classes = targets
-    for part in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
-        part.n_iter = n_iter
-    adversary.apgd.n_restarts = n_restarts
-    adversary.fab.n_restarts = n_restarts
-    adversary.square.n_queries = n_queries
+    configure_autoattack(adversary, settings)
     logger = logging.getLogger("auto-attack")
     handler = _Collect()
     logger.addHandler(handler)
@@ -110,12 +144,28 @@ def _autoattack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: str,
         x_adv, _ = adversary.run_standard_evaluation(x, y, batch_size=x.shape[0])
     finally:
         logger.removeHandler(handler)
-    return AttackResult(x_adv.detach(), handler.messages)
+    notes = [f"non-standard AutoAttack: {', '.join(f'{k}={settings[k]}' for k in settings['overrides'])}"] \
+        if settings["overrides"] else []
+    return AttackResult(x_adv.detach(), notes + handler.messages)
 
 
-def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, eps: float, *, n_iter: int = 10,
-           n_restarts: int = 1, n_queries: int = 1000, seed: int = 0) -> AttackResult:
-    """Adversarial images for one batch, end-to-end through `model`, checked to stay in the eps-ball."""
+def configure_autoattack(adversary, settings: dict) -> None:
+    """Set the iterations, restarts, targets and queries that reach pyautoattack's attack objects."""
+    adversary.apgd_targeted.n_target_classes = settings["n_target_classes"]
+    adversary.fab.n_target_classes = settings["n_target_classes"]
+    for part in (adversary.apgd, adversary.apgd_targeted, adversary.fab):
+        part.n_iter = settings["n_iter"]
+    adversary.apgd.n_restarts = settings["n_restarts"]
+    adversary.fab.n_restarts = settings["n_restarts"]
+    adversary.square.n_queries = settings["n_queries"]
+
+
+def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, eps: float, *, n_iter: int | None = None,
+           n_restarts: int | None = None, n_queries: int | None = None, seed: int = 0) -> AttackResult:
+    """Adversarial images for one batch, end-to-end through `model`, checked to stay in the eps-ball.
+
+    Settings left None take the attack's defaults (`resolve_settings`): standard AutoAttack for "autoattack".
+    """
     check_attack(name)
     eps = config.check_eps(eps)
     model.eval()
@@ -123,15 +173,17 @@ def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, eps: f
     if eps == 0:
         return AttackResult(x.clone())
     if name in OWN_ATTACKS:
+        steps = resolve_settings(name, n_iter)["n_iter"]
         gen = torch.Generator().manual_seed(seed)
         if name == "pgd":
             loss = lambda z: F.cross_entropy(model(z), y, reduction="sum")  # noqa: E731
-            x_adv = pgd_maximize(loss, x, eps, n_iter, step_size=eps / 4, generator=gen)
+            x_adv = pgd_maximize(loss, x, eps, steps, step_size=eps / 4, generator=gen)
         else:
-            x_adv = pgd_maximize(lambda z: margin_loss(model(z), y), x, eps, n_iter, step_size=eps / 4, generator=gen)
+            x_adv = pgd_maximize(lambda z: margin_loss(model(z), y), x, eps, steps, step_size=eps / 4, generator=gen)
         result = AttackResult(x_adv)
     else:
         n_classes = int(model(x[:1]).shape[1])
-        result = _autoattack(model, x, y, name, eps, n_iter, n_restarts, n_queries, seed, n_classes)
+        settings = resolve_settings(name, n_iter, n_restarts, n_queries, n_classes)
+        result = _autoattack(model, x, y, name, eps, settings, seed)
     check_perturbation(x, result.x_adv, eps)
     return result

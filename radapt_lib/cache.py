@@ -5,10 +5,12 @@ it is deleted, recomputed and rewritten, never used.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -19,6 +21,35 @@ from . import config
 T = TypeVar("T")
 # Bump when the meaning of cached results changes without their inputs changing.
 CACHE_VERSION = 1
+
+
+LIBRARY_ROOT = Path(__file__).resolve().parent
+VERSIONED_PACKAGES = ("torch", "open_clip_torch", "pyautoattack")
+
+
+@functools.cache
+def code_fingerprint(*modules: str) -> str:
+    """Hash of the source of the radapt_lib modules that compute an artifact (e.g. "attacks", "analysis.cka").
+
+    In a cache key it makes an edit to that code a miss, while edits elsewhere keep their hits.
+    """
+    h = hashlib.sha256()
+    for module in sorted(set(modules)):
+        path = LIBRARY_ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        if not path.exists():
+            raise ValueError(f"code_fingerprint: no module radapt_lib.{module} ({path})")
+        h.update(module.encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    return {package: version(package) for package in VERSIONED_PACKAGES}
+
+
+def code_spec(*modules: str) -> dict[str, Any]:
+    """The part of a cache key that names the code and library versions behind an artifact."""
+    return {"code": code_fingerprint(*modules), "versions": library_versions()}
 
 
 def key_of(spec: dict[str, Any]) -> str:

@@ -1,12 +1,16 @@
 """Profiles, paths, seeds and threads: the few global settings every page resolves first."""
 from __future__ import annotations
 
+import math
 import os
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from . import reference
 
 PROFILES = ("mini", "paper")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,9 +25,86 @@ def check_profile(profile: str) -> str:
 
 
 def check_eps(eps: float) -> float:
+    """The library's unit: eps on the [0, 1] pixel scale (attacks, evaluation). Pages take eps in 1/255."""
     if not 0.0 <= float(eps) <= 1.0:
         raise ValueError(f"eps={eps} is outside [0, 1]: give it on the [0, 1] pixel scale, e.g. 4/255 = 0.0157")
     return float(eps)
+
+
+# A page's eps is in 1/255 (eps = 4 means 4/255). A non-zero value below this is read as the [0, 1]
+# pixel scale typed by mistake (4/255 = 0.0157) and refused: no budget in the paper is below 1/255.
+EPS_255_MIN_NONZERO = 0.5
+
+
+def check_eps_255(value, name: str = "eps") -> int | float:
+    """A page's eps in 1/255, validated: a number in [0, 255], 0 or at least 0.5; "4/255" is read as 4.
+
+    Returns an int when the value is whole (4.0 -> 4, so that it prints as 4/255), else a float.
+    """
+    example = "-p eps_list 1,2,4 for 1, 2 and" if name.startswith("eps_list") else "-p eps 4 for"
+    number = value
+    if isinstance(number, str):
+        text = number.strip()
+        text = text[:-4].strip() if text.endswith("/255") else text
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{name}={value!r} is not a number: give eps in 1/255, e.g. {example} 4/255") from None
+    if isinstance(number, bool) or not isinstance(number, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name}={value!r} is not a number: give eps in 1/255, e.g. {example} 4/255")
+    number = float(number)
+    if not math.isfinite(number) or not 0.0 <= number <= 255.0:
+        raise ValueError(f"{name}={value!r} is outside [0, 255]: give eps in 1/255, e.g. {example} 4/255")
+    if 0.0 < number < EPS_255_MIN_NONZERO:
+        raise ValueError(f"{name}={value!r} looks like the [0, 1] pixel scale (= {number * 255:.4g}/255): "
+                         f"pages take eps in 1/255, e.g. {example} 4/255")
+    return int(number) if number.is_integer() else number
+
+
+def eps_from_255(value) -> float:
+    """A page's eps in 1/255 (validated by `check_eps_255`) on the library's [0, 1] scale: 4 -> 4/255."""
+    return check_eps_255(value) / 255
+
+
+@dataclass(frozen=True)
+class ProfileDefaults:
+    """What a profile fixes when a page leaves a parameter at None: one table for every page and the library."""
+
+    resolution: int  # encoder input size in px
+    finetune_source: str  # the fine-tunes' training distribution (the paper's ImageNet role)
+    apgd_iter: int  # APGD iterations on the Section-3 pages (AutoAttack's default is 100)
+    plus_train: str  # the R-Adapt+ anchor's training split
+    plus_anchor: dict = field(default_factory=dict)  # R-Adapt+ optimisation (defense.AnchorTrainConfig fields)
+    datasets: dict = field(default_factory=dict)  # page -> its default datasets (the first is the page's main one)
+
+
+PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
+    "mini": ProfileDefaults(
+        resolution=32, finetune_source="animals", apgd_iter=10, plus_train="animals",
+        plus_anchor={"n_images": 500, "epochs": 5, "pgd_steps": 2, "batch_size": 50, "lr": 1e-2},
+        datasets={
+            "main": ("animals", "vehicles", "cifar10", "cifar10-gray", "cifar10-blur"),
+            "cka": ("cifar10",), "attention": ("cifar10",), "insensitivity": ("cifar10",),
+            "replacement": ("animals", "vehicles"),  # the first is the fine-tunes' source (ID), the rest OOD
+            "shapley": ("animals",),
+            "radapt": ("animals", "vehicles"),  # the R-Adapt pages (Tables 1-3, 6-8, cost)
+        }),
+    "paper": ProfileDefaults(
+        resolution=224, finetune_source="ImageNet", apgd_iter=100, plus_train="ImageNet",
+        plus_anchor={"n_images": int(reference.R_ADAPT_PLUS_BUDGET["images"]),
+                     "epochs": int(reference.R_ADAPT_PLUS_BUDGET["epochs"]), "pgd_steps": 10, "batch_size": 50, "lr": 1e-2},
+        datasets={
+            "main": reference.TABLE1_DATASETS,
+            "cka": ("ImageNet",), "attention": ("ImageNet",), "insensitivity": ("ImageNet",),
+            "replacement": ("ImageNet", "Flowers102"),
+            "shapley": ("Caltech256",),
+            "radapt": reference.TABLE1_DATASETS,
+        }),
+}
+
+
+def profile_defaults(profile: str) -> ProfileDefaults:
+    return PROFILE_DEFAULTS[check_profile(profile)]
 
 
 def cache_dir() -> Path:

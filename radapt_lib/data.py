@@ -91,7 +91,8 @@ def load_cifar10(split: str = "test") -> ImageSet:
     errors = []
     for source, read in _cifar10_sources(split):
         try:
-            images, labels = cache.cached("datasets", {"dataset": "cifar10", "split": split, "source": source}, read)
+            images, labels = cache.cached("datasets", {"dataset": "cifar10", "split": split, "source": source,
+                                                             **cache.code_spec("data")}, read)
             return ImageSet(images, labels, CIFAR10_CLASSES, source)
         except Exception as exc:  # try the next source, but remember why this one failed
             errors.append(f"{source}: {type(exc).__name__}: {str(exc)[:120]}")
@@ -169,13 +170,23 @@ FINETUNE_SOURCE = "animals"
 
 def check_dataset(name: str, profile: str = "mini") -> str:
     names = MINI_DATASETS if profile == "mini" else PAPER_DATASETS
-    if name not in names:
+    if not isinstance(name, str) or name not in names:
         raise ValueError(f"unknown {profile} dataset {name!r}: use one of {sorted(names)}")
     return name
 
 
+def check_n(n: int | None) -> int | None:
+    """A number of images: a whole number >= 1, or None for all of them (0 and negatives are refused)."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not float(n).is_integer() or n < 1:
+        raise ValueError(f"n={n!r} images: use a whole number >= 1 (or None for all)")
+    return int(n)
+
+
 def seeded_subset(n_total: int, n: int | None, seed: int) -> torch.Tensor:
     """Indices of a seeded shuffle (the folders are sorted by class: never take a prefix)."""
+    n = check_n(n)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(n_total, generator=gen)
     return perm if n is None else perm[: min(n, n_total)]

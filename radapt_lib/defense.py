@@ -24,7 +24,7 @@ from torch import nn
 
 from . import attacks, cache, config, reference
 from .data import ImageSet
-from .zeroshot import ZeroShotClassifier
+from .zeroshot import Normalize, ZeroShotClassifier
 
 PAPER_RESOLUTION = 224
 
@@ -148,17 +148,16 @@ def white_anchor(model: nn.Module, mean: Sequence[float] | None = None, std: Seq
     """
     tower = tower_of(model)
     if isinstance(model, ZeroShotClassifier):
-        mean_t, std_t = model.mean, model.std
+        norm = model.normalize
+    elif mean is None or std is None:
+        raise ValueError("white_anchor on a bare tower needs the model's mean and std")
     else:
-        if mean is None or std is None:
-            raise ValueError("white_anchor on a bare tower needs the model's mean and std")
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std_t = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        norm = Normalize(mean, std)
     device = tower.class_embedding.device
     size = tower.image_size
     size = tuple(size) if isinstance(size, (tuple, list)) else (size, size)
     white = torch.ones(1, 3, *size, device=device)
-    tokens = tower._embeds((white - mean_t.to(device)) / std_t.to(device))
+    tokens = tower._embeds(norm.to(device)(white))
     block = first_block(tower)
     q = block.ln_1(tokens)
     attn = original_attention(tower)
@@ -250,7 +249,7 @@ def _anchor_spec(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
     from .evaluation import fingerprint
 
     return {"model": fingerprint(classifier), "images": fingerprint(images.images), "labels": fingerprint(images.labels),
-            "config": asdict(cfg), "threads": config.CPU_THREADS, "torch": torch.__version__}
+            "config": asdict(cfg), "threads": config.CPU_THREADS, **cache.code_spec("defense", "attacks", "zeroshot")}
 
 
 def _train_epochs(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig,

@@ -21,6 +21,10 @@ from .stats import Estimate, accuracy
 from .zeroshot import top_class_share
 
 
+# The modules whose code decides an evaluation's result (the model's weights are fingerprinted apart).
+EVALUATION_CODE = ("attacks", "evaluation", "zeroshot", "defense")
+
+
 def fingerprint(obj: nn.Module | torch.Tensor) -> str:
     """sha256 of a module's state (names, shapes, bytes) or of a tensor, 16 hex digits."""
     h = hashlib.sha256()
@@ -66,15 +70,19 @@ class EvalResult:
 
 
 def evaluate(model: nn.Module, images: ImageSet, attack: str = "pgd", eps: float = 4 / 255, *, label: str = "",
-             n_iter: int = 10, n_restarts: int = 1, n_queries: int = 1000, batch_size: int = 100, seed: int = 0,
-             keep_adv: bool = False, refresh: bool = False) -> EvalResult:
-    """Clean predictions and predictions under `attack` at `eps`, cached by content."""
-    attacks.check_attack(attack)
+             n_iter: int | None = None, n_restarts: int | None = None, n_queries: int | None = None,
+             batch_size: int = 100, seed: int = 0, keep_adv: bool = False, refresh: bool = False) -> EvalResult:
+    """Clean predictions and predictions under `attack` at `eps`, cached by content.
+
+    Settings left None take the attack's defaults (standard AutoAttack for "autoattack"); the
+    resolved values are in the cache key and in the result's `settings`.
+    """
     eps = config.check_eps(eps)
-    settings = {"attack": attack, "eps": round(eps, 8), "n_iter": n_iter, "n_restarts": n_restarts,
-                "n_queries": n_queries, "batch_size": batch_size, "seed": seed}
+    resolved = attacks.resolve_settings(attack, n_iter, n_restarts, n_queries, len(images.classnames))
+    n_iter, n_restarts, n_queries = resolved["n_iter"], resolved["n_restarts"], resolved["n_queries"]
+    settings = {"attack": attack, "eps": round(eps, 8), **resolved, "batch_size": batch_size, "seed": seed}
     spec = {"model": fingerprint(model), "images": fingerprint(images.images), "labels": fingerprint(images.labels),
-            "keep_adv": keep_adv, **settings}
+            "keep_adv": keep_adv, **settings, **cache.code_spec(*EVALUATION_CODE)}
 
     def compute() -> EvalResult:
         return _run(model, images, attack, eps, label, settings, n_iter, n_restarts, n_queries, batch_size, seed, keep_adv)

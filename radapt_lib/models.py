@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
 import open_clip
 import torch
+from open_clip.constants import OPENAI_DATASET_MEAN as OPENAI_MEAN
+from open_clip.constants import OPENAI_DATASET_STD as OPENAI_STD
 from torch import nn
 
-from . import config, data
+from . import config, data, training, zoo
 from .zeroshot import ZeroShotClassifier, text_head
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -90,23 +89,45 @@ def open_clip_call(name: str, pretrained: bool = True) -> tuple[str, dict[str, A
     return spec.arch, {"pretrained": spec.pretrained}
 
 
+class WeightsUnavailableError(RuntimeError):
+    pass
+
+
 def _load_paper(name: str, pretrained: bool) -> LoadedModel:
     model_name, kwargs = open_clip_call(name, pretrained)
-    clip, _, preprocess = open_clip.create_model_and_transforms(model_name, **kwargs)
+    try:
+        clip, _, preprocess = open_clip.create_model_and_transforms(model_name, **kwargs)
+    except Exception as exc:  # hub, network and file errors come in many types
+        if not pretrained:
+            raise
+        raise WeightsUnavailableError(_missing_weights(name, model_name, kwargs, exc)) from exc
     tokenizer = open_clip.get_tokenizer(model_name if model_name.startswith("hf-hub:") else PAPER_MODELS[name].arch)
     clip.eval()
     return LoadedModel(name, clip, preprocess, tokenizer, OPENAI_MEAN, OPENAI_STD,
                        {"profile": "paper", "open_clip": model_name, **kwargs})
 
 
-def load_model(name: str, pretrained: bool = True, device: torch.device | None = None) -> LoadedModel:
-    """A model by registry name; mini models are trained on first use and cached."""
-    if profile_of(name) == "paper":
-        loaded = _load_paper(name, pretrained)
-    else:
-        from . import training
+def _load_mini(name: str) -> LoadedModel:
+    """A mini model from the released zoo (zoo/, checked against the manifest); never trains."""
+    cfg = training.MiniClipConfig()
+    return LoadedModel(name, zoo.build(name), None, training.mini_tokenizer(cfg), training.CIFAR_MEAN, training.CIFAR_STD,
+                       {"profile": "mini", "config": asdict(cfg), "zoo_sha256": zoo.entry(name)["sha256"],
+                        "finetune": asdict(training.MINI_FINETUNES[name]) if name in training.MINI_FINETUNES else None})
 
-        loaded = training.load_mini(name)
+
+def _missing_weights(name: str, model_name: str, kwargs: dict[str, Any], exc: Exception) -> str:
+    spec = PAPER_MODELS[name]
+    where = (f"the Hugging Face repo {spec.hub_id.removeprefix('hf-hub:')}" if spec.hub_id
+             else f"open_clip's {spec.arch} '{kwargs.get('pretrained')}' checkpoint")
+    first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+    return (f"weights for {name} are not available offline ({type(exc).__name__}: {first}). Provide {where}: go online "
+            f"once, or copy a Hugging Face cache holding it and set HF_HUB_CACHE (with HF_HUB_OFFLINE=1), or run the "
+            f"mini profile (-p profile mini)")
+
+
+def load_model(name: str, pretrained: bool = True, device: torch.device | None = None) -> LoadedModel:
+    """A model by registry name: paper models through open_clip, mini models from the released zoo."""
+    loaded = _load_paper(name, pretrained) if profile_of(name) == "paper" else _load_mini(name)
     loaded.clip.to(device or config.device())
     return loaded
 

@@ -24,17 +24,49 @@ class Estimate:
         return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
 
+def resamples(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:
+    """n_boot x n indices drawn with replacement from range(n), one seeded draw; row b is resample b.
+
+    One draw of shape (n_boot, n) equals n_boot successive draws of n from the same generator, so a
+    loop over the rows resamples in the same order as a loop that draws as it goes.
+    """
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def percentile_interval(point: float, replicates, level: float = 0.95, n: int = 0) -> Estimate:
+    """`point` with the percentile interval (central `level`) of its bootstrap replicates."""
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(np.asarray(replicates, dtype=np.float64), [tail, 1.0 - tail])
+    return Estimate(float(point), float(low), float(high), int(n))
+
+
+def bootstrap(statistic, n: int, point: float | None = None, n_boot: int = N_BOOT, level: float = 0.95,
+              seed: int = 0) -> Estimate:
+    """Percentile bootstrap of any statistic of n units: `statistic(idx)` on each resample's indices.
+
+    `point` defaults to the statistic on all units in order (`statistic(np.arange(n))`).
+    """
+    if n < 1:
+        raise ValueError("bootstrap needs at least one unit")
+    boots = np.array([statistic(idx) for idx in resamples(n, n_boot, seed)], dtype=np.float64)
+    return percentile_interval(statistic(np.arange(n)) if point is None else point, boots, level, n)
+
+
 def bootstrap_mean(values, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0) -> Estimate:
     """Percentile bootstrap of the mean of per-image values (e.g. 100*correct)."""
     x = np.asarray(values, dtype=np.float64).ravel()
     if x.size == 0:
         raise ValueError("bootstrap_mean needs at least one value")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    means = x[idx].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return Estimate(float(x.mean()), float(low), float(high), int(x.size))
+    means = x[resamples(x.size, n_boot, seed)].mean(axis=1)
+    return percentile_interval(x.mean(), means, level, x.size)
+
+
+def bootstrap_diff(a, b, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Paired percentile bootstrap of mean(a - b): a and b are per-unit values on the same units (images)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need equal lengths, got {a.size} and {b.size}")
+    return bootstrap_mean(a - b, n_boot, level, seed)
 
 
 def accuracy(correct) -> Estimate:

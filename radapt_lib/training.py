@@ -1,7 +1,7 @@
-"""The mini model zoo: a small open_clip CLIP pre-trained on CIFAR-10, and FARE / TeCoA / TGA
+"""How the mini model zoo is trained: a small open_clip CLIP pre-trained on CIFAR-10, and FARE / TeCoA / TGA
 fine-tunes of its vision tower on the `animals` source split, all deterministic on the CPU.
 
-Everything is keyed by its config in the cache: a model trains once, on first use.
+Pages never call these: they load the released weights (`zoo.py`); `scripts/train_zoo.sh` trains.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from torch import nn
 from tqdm import tqdm
 
-from . import attacks, cache, config, data
-from .zeroshot import ZeroShotClassifier, predict, text_head
+from . import attacks, config, data
+from .zeroshot import Normalize, ZeroShotClassifier, predict, text_head
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.2470, 0.2435, 0.2616)
@@ -83,6 +83,13 @@ class TrainLog:
     checkpoints: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
     final: dict[str, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)  # every step's training loss
+
+
+def _n_steps(total: int, stop_after: int | None) -> int:
+    if stop_after is not None and not 0 < stop_after <= total:
+        raise ValueError(f"stop_after={stop_after} must be in [1, {total}]")
+    return total if stop_after is None else stop_after
 
 
 def build_mini_clip(cfg: MiniClipConfig) -> CLIP:
@@ -119,12 +126,14 @@ def _mini_classifier(clip: CLIP, tokenizer, classnames, visual: nn.Module | None
     return ZeroShotClassifier(visual if visual is not None else clip.visual, head, CIFAR_MEAN, CIFAR_STD, classnames)
 
 
-def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
+def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(),
+                    stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], TrainLog]:
     """Contrastive pre-training on CIFAR-10 train with templated captions.
 
     Captions repeat (10 classes x 18 templates), so image i and text j of the same class are
     both positives: the targets spread uniformly over same-class pairs instead of treating
-    them as negatives.
+    them as negatives. `stop_after` ends the run early on the full run's schedule: a prefix of
+    it, step for step (the zoo's reproducibility check).
     """
     config.setup(cfg.seed)
     train = data.load_cifar10("train")
@@ -134,13 +143,12 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, t
     captions = tokenizer([t.format(c) for c in data.CIFAR10_CLASSES for t in data.CIFAR_TEMPLATES])
     n_templates = len(data.CIFAR_TEMPLATES)
     opt = _optimizer(list(clip.named_parameters()), cfg.lr, cfg.weight_decay)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    norm = Normalize(CIFAR_MEAN, CIFAR_STD)
     gen = torch.Generator().manual_seed(cfg.seed)
     log = TrainLog("mini-clip")
     order = torch.randperm(len(train), generator=gen)
     cursor, start = 0, time.perf_counter()
-    for step in tqdm(range(cfg.steps), desc="mini-clip pre-training", unit="step"):
+    for step in tqdm(range(_n_steps(cfg.steps, stop_after)), desc="mini-clip pre-training", unit="step", mininterval=10):
         if cursor + cfg.batch_size > len(order):
             order, cursor = torch.randperm(len(train), generator=gen), 0
         idx = order[cursor:cursor + cfg.batch_size]
@@ -153,7 +161,7 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, t
         for group in opt.param_groups:
             group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
         clip.train()
-        img = F.normalize(clip.visual((x - mean) / std), dim=-1)
+        img = F.normalize(clip.visual(norm(x)), dim=-1)
         txt = F.normalize(clip.encode_text(captions[y * n_templates + tmpl]), dim=-1)
         logits = clip.logit_scale.exp().clamp(max=100) * img @ txt.T
         same = (y[:, None] == y[None, :]).float()
@@ -163,6 +171,7 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, t
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log.losses.append(float(loss.detach()))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             clip.eval()
             acc = _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), probe)
@@ -170,6 +179,8 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, t
                                     "probe_acc": acc, "seconds": time.perf_counter() - start})
     log.seconds = time.perf_counter() - start
     clip.eval()
+    if stop_after is not None:
+        return clip.state_dict(), log
     test = data.mini_dataset("cifar10", "test")
     log.final = {"zero_shot_top1_cifar10_test": _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), test)}
     return clip.state_dict(), log
@@ -219,8 +230,11 @@ def _inner_loss(cfg: FinetuneConfig, tuned: nn.Module, head: torch.Tensor, targe
 
 
 def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg: FinetuneConfig,
-             name: str) -> tuple[dict[str, torch.Tensor], TrainLog]:
-    """Adversarially fine-tune mini-clip's vision tower on the source split; the text tower stays."""
+             name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], TrainLog]:
+    """Adversarially fine-tune mini-clip's vision tower on the source split; the text tower stays.
+
+    `stop_after`: a prefix of the full run, as in `train_mini_clip`.
+    """
     if cfg.method not in ("fare", "tecoa", "tga"):
         raise ValueError(f"unknown fine-tuning method {cfg.method!r}: use 'fare', 'tecoa' or 'tga'")
     config.setup(cfg.seed)
@@ -232,22 +246,21 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
     train = data.mini_dataset(source, "train")
     probe = data.mini_dataset(source, "test", n=cfg.eval_n, seed=cfg.seed + 1)
     head = text_head(clip, tokenizer, data.MINI_DATASETS[source].classes, data.CIFAR_TEMPLATES)
-    mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
+    norm = Normalize(CIFAR_MEAN, CIFAR_STD)
     frozen_visual = clip.visual
     for p in frozen_visual.parameters():
         p.requires_grad_(False)
     tuned_visual = copy.deepcopy(frozen_visual)
     for p in tuned_visual.parameters():
         p.requires_grad_(True)
-    norm = lambda z: (z - mean) / std  # noqa: E731
     tuned = lambda z: tuned_visual(norm(z))  # noqa: E731
     opt = _optimizer(list(tuned_visual.named_parameters()), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(train), generator=gen)
     log = TrainLog(name)
     start = time.perf_counter()
-    for step in tqdm(range(cfg.steps), desc=f"{name} ({cfg.method.upper()}) fine-tuning", unit="step"):
+    for step in tqdm(range(_n_steps(cfg.steps, stop_after)), desc=f"{name} ({cfg.method.upper()}) fine-tuning", unit="step",
+                     mininterval=10):
         idx = order[(step * cfg.batch_size) % len(order):][: cfg.batch_size]
         x = train.images[idx].float().div(255)
         y = train.labels[idx]
@@ -260,6 +273,7 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        log.losses.append(float(loss.detach()))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             acc = _zero_shot_accuracy(ZeroShotClassifier(tuned_visual, head, CIFAR_MEAN, CIFAR_STD,
                                                          data.MINI_DATASETS[source].classes), probe)
@@ -269,44 +283,7 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
     return tuned_visual.state_dict(), log
 
 
-# --- cached zoo -----------------------------------------------------------------------------
-
-def _clip_spec(cfg: MiniClipConfig) -> dict[str, Any]:
-    return {"model": "mini-clip", "config": asdict(cfg), "threads": config.CPU_THREADS, "torch": torch.__version__}
-
-
-def mini_clip_weights(cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
-    return cache.cached("models", _clip_spec(cfg), lambda: train_mini_clip(cfg))
-
-
-def mini_finetune_weights(name: str, clip_cfg: MiniClipConfig = MiniClipConfig()) -> tuple[dict[str, torch.Tensor], TrainLog]:
-    cfg = MINI_FINETUNES[name]
-    spec = {**_clip_spec(clip_cfg), "model": name, "finetune": asdict(cfg)}
-    base, _ = mini_clip_weights(clip_cfg)
-    return cache.cached("models", spec, lambda: finetune(base, clip_cfg, cfg, name))
-
-
-def training_logs(clip_cfg: MiniClipConfig = MiniClipConfig()) -> dict[str, TrainLog]:
-    """Every zoo model's training log (training what is missing)."""
-    logs = {"mini-clip": mini_clip_weights(clip_cfg)[1]}
-    for name in MINI_FINETUNES:
-        logs[name] = mini_finetune_weights(name, clip_cfg)[1]
-    return logs
-
-
-def load_mini(name: str, clip_cfg: MiniClipConfig = MiniClipConfig()):
-    from .models import LoadedModel
-
-    state, _ = mini_clip_weights(clip_cfg)
-    clip = build_mini_clip(clip_cfg)
-    clip.load_state_dict(state)
-    if name != "mini-clip":
-        clip.visual.load_state_dict(mini_finetune_weights(name, clip_cfg)[0])
-    clip.eval()
-    return LoadedModel(name, clip, None, mini_tokenizer(clip_cfg), CIFAR_MEAN, CIFAR_STD,
-                       {"profile": "mini", "config": asdict(clip_cfg),
-                        "finetune": asdict(MINI_FINETUNES[name]) if name in MINI_FINETUNES else None})
-
+# --- tables for the zoo page -------------------------------------------------------------
 
 def curve_frame(logs: dict[str, TrainLog]):
     """Checkpoints of every training log as one table (deterministic columns + wall-clock minutes)."""

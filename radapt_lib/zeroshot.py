@@ -16,34 +16,57 @@ from torch import nn
 LOGIT_SCALE = 100.0
 
 
-class ZeroShotClassifier(nn.Module):
-    """[0, 1] images -> logits over the classes of one dataset.
+class Normalize(nn.Module):
+    """(x - mean) / std per channel: the one place images in [0, 1] become a tower's input."""
 
-    `input_filter` (identity unless a defense sets it) runs on [0, 1] pixels before
-    normalisation; `visual` is an open_clip VisionTransformer (possibly with a patched block).
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class ZeroShotClassifier(nn.Module):
+    """[0, 1] images -> logits over the classes of one dataset, along one readable path:
+
+        image -> input_filter -> normalize -> visual -> unit embedding -> 100 * cos with the text head
+
+    `input_filter` is the identity unless a defense sets it (R-Adapt's Gaussian input filter runs on
+    [0, 1] pixels); `visual` is an open_clip VisionTransformer, whose first block's attention a defense
+    may replace with the fixed robustness anchor (`defense.defend`). Attacks see the whole path.
     """
 
     def __init__(self, visual: nn.Module, head: torch.Tensor, mean: Sequence[float], std: Sequence[float],
                  classnames: Sequence[str]):
         super().__init__()
-        self.visual = visual
         self.input_filter: nn.Module = nn.Identity()
+        self.normalize = Normalize(mean, std)
+        self.visual = visual
         self.register_buffer("head", head.detach().clone())
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
         self.classnames = tuple(classnames)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.normalize.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.normalize.std
 
     @property
     def image_size(self) -> int:
         size = self.visual.image_size
         return int(size[0] if isinstance(size, (tuple, list)) else size)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.input_filter(x) - self.mean) / self.std
+    def tower_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the vision tower sees for [0, 1] images: filtered (if a defense set a filter), then normalised."""
+        return self.normalize(self.input_filter(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Unit-norm image embeddings of [0, 1] images."""
-        return nn.functional.normalize(self.visual(self.normalize(x)), dim=-1)
+        return nn.functional.normalize(self.visual(self.tower_input(x)), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return LOGIT_SCALE * self.embed(x) @ self.head

@@ -1,7 +1,7 @@
 """Execute every notebook in notebooks/ into book/ with papermill, then render the Jupyter Book.
 
-A notebook is re-executed only when its source, the library, or the pinned environment changed
-since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
+A notebook is re-executed only when its source, the library, the released zoo (zoo/manifest.json)
+or the pinned environment changed since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
 So a fresh clone renders the committed record in seconds, and `--force` re-derives everything.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ PARTS = {"0": "The mini model zoo", "1": "Section 3: where robustness lives", "2
 
 def stamp_of(notebook: Path) -> str:
     h = hashlib.sha256(notebook.read_bytes())
-    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt"]:
+    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt", ROOT / "zoo" / "manifest.json"]:
         h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
     return h.hexdigest()[:16]
 

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Run the tests: unit tests, then nbval re-executes every page in book/ and compares its outputs.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/setup.sh
-RADAPT_DATA=${RADAPT_DATA:-../shared/data}
-# kernels run in other folders: make the path absolute
-export RADAPT_DATA=$(cd "$RADAPT_DATA" 2>/dev/null && pwd || echo "$RADAPT_DATA")
+source "$(dirname "$0")/env.sh"
 set +e
 .venv/bin/python -m pytest tests book/[0-9]*.ipynb --nbval --nbval-cell-timeout=3600 \
   --nbval-sanitize-with tests/nbval_sanitize.cfg -v "$@"

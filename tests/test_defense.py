@@ -149,4 +149,4 @@ def test_collapse_rule_is_one_predicate_for_every_table():
     assert "one class" in results.collapse_flag(one_class, 4)
     assert "near chance" in results.collapse_flag(near_chance, 4)
     for res, flagged in ((healthy, False), (one_class, True), (near_chance, True)):
-        assert rtables._row("m", "d", "pgd", 4, res, 4)["collapse"] is flagged
+        assert rtables.study._row("m", "d", "pgd", 4, res, 4)["collapse"] is flagged

@@ -208,7 +208,10 @@ def test_evaluation_is_cached_by_content(tmp_cache, tiny_classifier):
     first = evaluation.evaluate(tiny_classifier, ds, "pgd", 2 / 255, n_iter=2, batch_size=5)
     second = evaluation.evaluate(tiny_classifier, ds, "pgd", 2 / 255, n_iter=2, batch_size=5)
     assert first.seconds == second.seconds and len(list((tmp_cache / "evaluations").glob("*.pt"))) == 1
-    assert 0 <= first.robust().mean <= first.clean().mean <= 100
+    with torch.no_grad():  # the clean predictions are the model's own, image by image, in order (same batches)
+        own = torch.cat([tiny_classifier(ds.floats()[lo:lo + 5]).argmax(1) for lo in (0, 5)])
+    assert first.clean_pred.tolist() == own.tolist()
+    assert first.labels.tolist() == ds.labels.tolist() and second.adv_pred.tolist() == first.adv_pred.tolist()
     before = evaluation.fingerprint(tiny_classifier)
     changed = __import__("copy").deepcopy(tiny_classifier)
     with torch.no_grad():
@@ -229,9 +232,10 @@ def test_tiny_pretraining_is_bit_reproducible(tiny_clip):
     cfg, _ = tiny_clip
     cfg = training.MiniClipConfig(**{**cfg.__dict__, "steps": 3, "eval_every": 3})
     a, log_a = training.train_mini_clip(cfg)
-    b, _ = training.train_mini_clip(cfg)
+    b, log_b = training.train_mini_clip(cfg)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert log_a.checkpoints[-1]["step"] == 3 and 0 <= log_a.final["zero_shot_top1_cifar10_test"] <= 100
+    assert log_a.checkpoints[-1]["step"] == 3
+    assert log_a.final["zero_shot_top1_cifar10_test"] == log_b.final["zero_shot_top1_cifar10_test"]
 
 
 @pytest.mark.parametrize("method", ["fare", "tecoa", "tga"])

@@ -85,7 +85,7 @@ def first_block_outputs(model: nn.Module, images: torch.Tensor, batch_size: int 
     for lo in range(0, images.shape[0], batch_size):
         x = images[lo:lo + batch_size]
         x = (x.float().div(255) if x.dtype == torch.uint8 else x).to(device)
-        out.append(attention_output(model.visual, model.normalize(x)).flatten(1).float().cpu())
+        out.append(attention_output(model.visual, model.tower_input(x)).flatten(1).float().cpu())
     return torch.cat(out)
 
 
@@ -154,7 +154,7 @@ def bright_attention_share(model: nn.Module, images: torch.Tensor, quantile: flo
     for lo in range(0, images.shape[0], batch_size):
         x = images[lo:lo + batch_size]
         x = (x.float().div(255) if x.dtype == torch.uint8 else x).to(device)
-        rows = cls_attention(model.visual, model.normalize(x), block)[..., 1:].float().cpu()
+        rows = cls_attention(model.visual, model.tower_input(x), block)[..., 1:].float().cpu()
         rows = rows / rows.sum(-1, keepdim=True)
         mask = bright_patch_mask(x.cpu(), int(round(rows.shape[-1] ** 0.5)), quantile)
         out.append((rows * mask[:, None, :]).sum(-1))

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from .. import stats
 from ..stats import Estimate
 
 
@@ -114,11 +115,9 @@ def cka_matrix(grams_a: np.ndarray, grams_b: np.ndarray) -> np.ndarray:
 def bootstrap_cka(grams_a: np.ndarray, grams_b: np.ndarray, n_boot: int = 200,
                   seed: int = 0) -> np.ndarray:
     """CKA matrices on `n_boot` resamples of the images (n_boot x La x Lb), for intervals."""
-    rng = np.random.default_rng(seed)
     n = grams_a.shape[-1]
     out = np.empty((n_boot, grams_a.shape[0], grams_b.shape[0]))
-    for b in range(n_boot):
-        idx = rng.integers(0, n, size=n)
+    for b, idx in enumerate(stats.resamples(n, n_boot, seed)):
         sub = np.ix_(idx, idx)
         out[b] = cka_matrix(grams_a[:, sub[0], sub[1]], grams_b[:, sub[0], sub[1]])
     return out
@@ -126,9 +125,7 @@ def bootstrap_cka(grams_a: np.ndarray, grams_b: np.ndarray, n_boot: int = 200,
 
 def estimate(point: float, boots: Sequence[float], level: float = 0.95, n: int = 0) -> Estimate:
     """A point value with the percentile interval of its bootstrap replicates."""
-    tail = (1 - level) / 2
-    low, high = np.quantile(np.asarray(boots, dtype=np.float64), [tail, 1 - tail])
-    return Estimate(float(point), float(low), float(high), int(n))
+    return stats.percentile_interval(point, boots, level, n)
 
 
 def diagonal_shift(matrix: np.ndarray) -> list[int]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import stats
 from ..stats import Estimate
 
 
@@ -75,15 +76,12 @@ def low_pass_index_ci(robust: torch.Tensor, standard: torch.Tensor, n_boot: int 
     mag_r = np.abs(np.fft.fft2(r, axes=(-2, -1))).mean(axis=1)  # C_out x K x K
     mag_s = np.abs(np.fft.fft2(s, axes=(-2, -1))).mean(axis=1)
     freqs = np.fft.fftshift(np.fft.fftfreq(size))
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        idx = rng.integers(0, r.shape[0], size=r.shape[0])
+
+    def index_of(idx: np.ndarray) -> float:
         delta = np.fft.fftshift(mag_r[idx].mean(axis=0) - mag_s[idx].mean(axis=0))
-        boots[b] = low_pass_index(Spectrum(delta, freqs), cutoff)
-    tail = (1 - level) / 2
-    low, high = np.quantile(boots, [tail, 1 - tail])
-    return Estimate(point, float(low), float(high), int(r.shape[0]))
+        return low_pass_index(Spectrum(delta, freqs), cutoff)
+
+    return stats.bootstrap(index_of, r.shape[0], point=point, n_boot=n_boot, level=level, seed=seed)
 
 
 def radial_profile(shift: Spectrum, n_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:

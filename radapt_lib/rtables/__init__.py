@@ -1,0 +1,45 @@
+"""The R-Adapt pages' plumbing: one `Study` (models, images, anchors, defended variants), evaluation
+grids as tidy frames, comparison tables beside the paper's numbers, verdicts and cost timings.
+
+Pages call one to three functions of this package per cell, as `rtables.<name>`; every public name
+is re-exported here from the module of its concern:
+
+- `study`: `Study`, `Variant`, `average` and the profiles' defaults (the one way to evaluate a grid);
+- `tables`: Tables 1, 2/3, 6 and the sweep tables, `ci`, `warnings_of`, `stack`;
+- `verdicts`: `judge`, `Claim`s, `claims_table` and the per-page verdicts;
+- `text`: `glue_all`, `protocol`, `collapsed`, `plus_summary`;
+- `cost`: inference overhead and training budget;
+- `sweeps`: Table 6's variants and the R-Adapt+ sweeps;
+- `figures`: the pages' plots.
+
+Everything heavy is cached below it (`evaluation.evaluate` for attacks, `defense.train_anchor` for
+R-Adapt+ anchors).
+"""
+from .cost import budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, training_budget
+from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
+from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
+                    load_images)
+from .sweeps import ABLATION, add_ablation_variants, sweep
+from .tables import ci, stack, sweep_table, table1, table6, table_by_eps, training_scale_table, warnings_of
+from .text import collapsed, glue_all, plus_summary, protocol
+from .verdicts import (PAPER_SCALE_GAIN, TABLE1_CLAIMS, Claim, ablation_verdict, claims_table, delta_claims,
+                       glue_claims, judge, masking_check, overall, show_claims, training_scale_verdict)
+
+__all__ = [
+    # study
+    "BASELINES", "METHODS", "RADAPT", "PLUS_DEFAULT", "DEFAULTS", "default_datasets", "load_images", "Variant", "Study",
+    "average",
+    # tables
+    "ci", "table1", "table_by_eps", "warnings_of", "stack", "table6", "sweep_table", "training_scale_table",
+    # verdicts
+    "judge", "Claim", "TABLE1_CLAIMS", "delta_claims", "overall", "claims_table", "glue_claims", "show_claims",
+    "ablation_verdict", "PAPER_SCALE_GAIN", "training_scale_verdict", "masking_check",
+    # text
+    "glue_all", "protocol", "collapsed", "plus_summary",
+    # cost
+    "time_forward", "inference_overhead", "overhead_pairs", "budget_counts", "training_budget", "cost_verdict",
+    # sweeps
+    "ABLATION", "add_ablation_variants", "sweep",
+    # figures
+    "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale",
+]

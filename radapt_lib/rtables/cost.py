@@ -1,0 +1,115 @@
+"""Cost: the inference overhead of the defense and the training budget of R-Adapt+ against a fine-tune.
+
+Forward times of plain against defended models, interleaved in one run (`inference_overhead`, on the
+pairs of `overhead_pairs`: the mini models and a random-weight ViT-B/32 at 224 px), and the
+deterministic budget counts (distinct images, images seen, forward-backward passes) and wall-clock
+seconds of the mini FARE fine-tune against the R-Adapt+ anchor run, with the page's verdict values.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import data, defense, models, reference
+from .study import Study
+
+
+def time_forward(model, x: torch.Tensor, repeats: int = 5) -> list[float]:
+    times = []
+    with torch.no_grad():
+        model(x[:2])  # warm-up
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def inference_overhead(pairs: dict[str, tuple], x_by_name: dict[str, torch.Tensor], repeats: int = 7) -> pd.DataFrame:
+    """Forward time of defended vs plain model, interleaved in one run: median seconds and their ratio."""
+    rows = []
+    for name, (plain, defended) in pairs.items():
+        x = x_by_name[name]
+        tp, td = [], []
+        for _ in range(repeats):
+            tp += time_forward(plain, x, 1)
+            td += time_forward(defended, x, 1)
+        rows.append({"setting": name, "batch": x.shape[0], "plain ms/img": 1e3 * np.median(tp) / x.shape[0],
+                     "R-Adapt ms/img": 1e3 * np.median(td) / x.shape[0], "ratio": np.median(td) / np.median(tp)})
+    return pd.DataFrame(rows)
+
+
+def overhead_pairs(study: Study, vit_batch: int = 8) -> tuple[dict, dict]:
+    """(plain, defended) model pairs and their inputs: the mini R-Adapt+ / R-Adapt_FARE, and ViT-B/32 at 224 px."""
+    import open_clip
+
+    from ..zeroshot import ZeroShotClassifier
+
+    ds = study.datasets[0]
+    x = study.images[ds].floats()
+    pairs = {"mini: R-Adapt+ (alpha 0.8, beta 0.2)": (study.model("CLIP", ds), study.model("R-Adapt+", ds)),
+             "mini: R-Adapt_FARE (beta 0)": (study.model("CLIP", ds), study.model("R-Adapt_FARE", ds))}
+    inputs = {k: x for k in pairs}
+    torch.manual_seed(study.seed)
+    clip = open_clip.create_model("ViT-B-32", pretrained=None).eval()
+    head = torch.nn.functional.normalize(torch.randn(clip.visual.output_dim, 10), dim=0)
+    plain = ZeroShotClassifier(clip.visual, head, models.OPENAI_MEAN, models.OPENAI_STD, [str(i) for i in range(10)]).eval()
+    p = defense.PRESETS["R-Adapt+"]
+    key = "ViT-B/32 (random weights), 224 px: R-Adapt (alpha 0.8, beta 0.2)"
+    pairs[key] = (plain, defense.defend(plain, defense.white_anchor(plain), p.alpha, p.beta, p.d0_224))
+    inputs[key] = torch.rand(vit_batch, 3, 224, 224, generator=torch.Generator().manual_seed(study.seed))
+    return pairs, inputs
+
+
+def _fare_budget() -> dict:
+    from .. import training, zoo
+
+    cfg = training.MINI_FINETUNES["mini-fare"]
+    log = zoo.train_log("mini-fare")
+    seen = cfg.steps * cfg.batch_size
+    train_size = len(data.mini_dataset(data.FINETUNE_SOURCE, "train"))
+    return {"distinct images": min(seen, train_size), "images seen": seen, "fwd-bwd passes": seen * (cfg.pgd_steps + 1),
+            "seconds": log.seconds}
+
+
+def _plus_budget(run: defense.AnchorRun) -> dict:
+    c = run.config
+    return {"distinct images": c.n_images, "images seen": run.images_seen, "fwd-bwd passes": run.images_seen * (c.pgd_steps + 1),
+            "seconds": run.seconds}
+
+
+def budget_counts(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+    """Deterministic budget counts: distinct images, images seen, forward-backward passes; paper beside."""
+    if study.profile != "mini":
+        raise NotImplementedError("the FARE training log exists for the mini zoo only; the paper's budget is in reference")
+    fare, plus = _fare_budget(), _plus_budget(run)
+    b = reference.R_ADAPT_PLUS_BUDGET
+    rows = {"FARE fine-tune (mini)": fare, "R-Adapt+ anchor (mini)": plus,
+            "FARE / R-Adapt+ (mini)": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
+            "paper: AFT / R-Adapt+ images": {"distinct images": b["ratio"]}}
+    return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
+
+
+def training_budget(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+    """Wall-clock seconds of the FARE fine-tune and the R-Adapt+ run, from their cached logs."""
+    fare, plus = _fare_budget(), _plus_budget(run)
+    return pd.DataFrame({"wall-clock s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
+                                          round(fare["seconds"] / plus["seconds"], 2)]},
+                        index=["FARE fine-tune (mini)", "R-Adapt+ anchor (mini)", "ratio FARE / R-Adapt+"])
+
+
+def cost_verdict(overhead: pd.DataFrame, study: Study, run: defense.AnchorRun) -> dict:
+    ratios = dict(zip(overhead["setting"], overhead["ratio"]))
+    r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
+    fare, plus = _fare_budget(), _plus_budget(run)
+    worst = max(r_plus, r_vit)
+    return {"cost_ratio_plus": f"{r_plus:.2f}", "cost_ratio_m": f"{r_m:.2f}", "cost_ratio_vit": f"{r_vit:.2f}",
+            "cost_target": "met" if worst <= 1.05 else f"not met (worst {worst:.3f}x)",
+            "cost_images_plus": str(plus["distinct images"]), "cost_images_fare": str(fare["distinct images"]),
+            "cost_image_ratio": f"{fare['distinct images'] / plus['distinct images']:.1f}",
+            "cost_passes_ratio": f"{fare['fwd-bwd passes'] / plus['fwd-bwd passes']:.1f}",
+            "cost_seconds_plus": f"{plus['seconds']:.0f}", "cost_seconds_fare": f"{fare['seconds']:.0f}",
+            "cost_time_ratio": f"{fare['seconds'] / plus['seconds']:.1f}"}

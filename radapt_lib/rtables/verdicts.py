@@ -1,0 +1,185 @@
+"""Verdicts: our paired differences (with bootstrap CIs) judged against the paper's claimed differences.
+
+`judge` is the one rule that turns a difference and the paper's value into a verdict ("agrees",
+"same direction, smaller/larger effect", "contradicts", "cannot decide"). `Claim`s name a paper
+difference (Table 1's in `TABLE1_CLAIMS`, Tables 2/3's from `delta_claims`); `claims_table` measures
+and judges them, `glue_claims` hands them to the text. The ablation, training-scale and masking
+verdicts of the later pages are computed sentences built on the same rule.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from .. import reference, stats
+from .study import Study, average
+from .sweeps import ABLATION, _paper_default, _paper_mean, _paper_t6
+from .tables import ci
+from .text import glue_all
+
+
+def judge(diff: stats.Estimate, paper: float) -> str:
+    """Our paired difference (with CI) against the paper's: agreement in size, direction only, or neither."""
+    if diff.low <= 0 <= diff.high:
+        return "cannot decide (our CI holds 0" + (" and the paper's value)" if diff.low <= paper <= diff.high else ")")
+    if diff.low <= paper <= diff.high:
+        return "agrees (the paper's value lies in our CI)"
+    if (diff.mean > 0) == (paper > 0) and paper != 0:
+        return f"same direction, {'smaller' if abs(diff.mean) < abs(paper) else 'larger'} effect"
+    return "contradicts (opposite direction)" if paper != 0 else "contradicts (the paper reports no difference)"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """'a beats b by paper_diff pp' on clean or robust accuracy (paired over the same images)."""
+
+    key: str
+    a: str
+    b: str
+    which: str  # "clean" | "robust"
+    paper_diff: float
+    attack: str | None = None  # None: the table's attack / eps
+    eps: float | None = None
+
+
+def _paper_diff(a: str, b: str, which: str) -> float:
+    table = reference.TABLE1_CLEAN if which == "clean" else reference.TABLE1_AUTOATTACK
+    return round(table[a]["Avg"] - table[b]["Avg"], 1)
+
+
+# Table 1's claims, with the paper's 16-dataset average differences taken from `reference`.
+TABLE1_CLAIMS = tuple(
+    Claim(key, a, b, which, _paper_diff(a, b, which))
+    for key, a, b, which in (
+        ("free_rob", "R-Adapt_CLIP", "CLIP", "robust"), ("free_clean", "R-Adapt_CLIP", "CLIP", "clean"),
+        ("tecoa_clean", "R-Adapt_TeCoA", "TeCoA", "clean"), ("tecoa_rob", "R-Adapt_TeCoA", "TeCoA", "robust"),
+        ("tga_clean", "R-Adapt_TGA", "TGA", "clean"), ("tga_rob", "R-Adapt_TGA", "TGA", "robust"),
+        ("fare_clean", "R-Adapt_FARE", "FARE", "clean"), ("fare_rob", "R-Adapt_FARE", "FARE", "robust"),
+        ("plus_clean", "R-Adapt+", "FARE", "clean"), ("plus_rob", "R-Adapt+", "FARE", "robust"),
+    )
+)
+
+
+def delta_claims(a: str, b: str, attacks: dict[str, str], eps_list: Sequence[float], paper: dict) -> tuple[Claim, ...]:
+    """Claims 'a - b robust' per (attack, eps), the paper's difference from Table 2/3 (`attacks`: ours -> paper name)."""
+    return tuple(Claim(f"{ours}_{int(e)}".replace("-", ""), a, b, "robust",
+                       round(paper[a][(name, int(e))] - paper[b][(name, int(e))], 1), ours, float(e))
+                 for ours, name in attacks.items() for e in eps_list)
+
+
+def overall(table: pd.DataFrame) -> str:
+    """One computed sentence summarising a claims table."""
+    v = table["verdict"]
+    size = int(v.str.startswith("agrees").sum())
+    direction = int(v.str.startswith("same direction").sum())
+    undecided = int(v.str.startswith("cannot").sum())
+    contra = int(v.str.startswith("contradicts").sum())
+    return (f"of {len(v)} paper differences checked here, {size} agree in size, {direction} only in direction, "
+            f"{contra} are contradicted and {undecided} cannot be decided at this sample size")
+
+
+def claims_table(study: Study, claims: Sequence[Claim], attack: str, eps_255: float,
+                 datasets: Iterable[str] | None = None) -> pd.DataFrame:
+    """Per claim: our paired difference a - b (pp, 95% CI), the paper's, and the verdict."""
+    rows = []
+    for c in claims:
+        att, e = c.attack or attack, c.eps if c.eps is not None else eps_255
+        d = study.diff(c.a, c.b, att, e, c.which, datasets)
+        rows.append({"key": c.key, "claim": f"{c.a} - {c.b}, {c.which}" + (f", {att} {e:g}/255" if c.attack else ""), "ours (pp)": ci(d.mean, d.low, d.high),
+                     "ours": d.mean, "paper (pp)": c.paper_diff,
+                     "verdict": judge(d, c.paper_diff)})
+    return pd.DataFrame(rows).set_index("key")
+
+
+def glue_claims(table: pd.DataFrame, prefix: str) -> None:
+    """Glue `<prefix><key>_ours` (pp with CI), `_paper`, `_verdict` per claim, and `<prefix>overall`."""
+    values = {f"{prefix}overall": overall(table)}
+    for key, row in table.iterrows():
+        values[f"{prefix}{key}_ours"] = row["ours (pp)"]
+        values[f"{prefix}{key}_paper"] = f"{row['paper (pp)']:+.1f}"
+        values[f"{prefix}{key}_verdict"] = row["verdict"]
+    glue_all(values)
+
+
+def show_claims(table: pd.DataFrame) -> pd.DataFrame:
+    return table[["claim", "ours (pp)", "paper (pp)", "verdict"]]
+
+
+def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, frame_d: pd.DataFrame,
+                     attack: str, eps_255: float) -> dict:
+    avg = average(study, frame6).set_index("method")
+    rob = lambda m: ci(*avg.loc[m, ["robust", "robust_lo", "robust_hi"]])  # noqa: E731
+    paper = {k: _paper_t6(*v)["paper robust (4-ds mean)"] for k, v in ABLATION.items()}
+    d_fra = study.diff("FRA only", "CLIP", attack, eps_255)
+    d_gif = study.diff("GIF only", "CLIP", attack, eps_255)
+    best = "FRA only" if avg.loc["FRA only", "robust"] >= avg.loc["GIF only", "robust"] else "GIF only"
+    d_syn = study.diff("R-Adapt+", best, attack, eps_255)
+    p_syn = round(paper["R-Adapt+"] - max(paper["FRA only"], paper["GIF only"]), 1)
+    free = avg.loc["R-Adapt_CLIP"]
+    white = avg.loc["FRA only (white anchor)"]
+    d10 = frame_d[frame_d["d0"] == 10]
+    return {
+        "ab_rob_CLIP": rob("CLIP"), "ab_rob_fra": rob("FRA only"), "ab_rob_gif": rob("GIF only"), "ab_rob_both": rob("R-Adapt+"),
+        "ab_fra_gain": f"{ci(d_fra.mean, d_fra.low, d_fra.high)} pp (paper, 4-dataset mean {paper['FRA only']:+.1f})",
+        "ab_fra_verdict": judge(d_fra, paper["FRA only"]),
+        "ab_gif_gain": f"{ci(d_gif.mean, d_gif.low, d_gif.high)} pp (paper {paper['GIF only']:+.1f})",
+        "ab_gif_verdict": judge(d_gif, paper["GIF only"]),
+        "ab_syn_gain": f"{ci(d_syn.mean, d_syn.low, d_syn.high)} pp over {best} (paper {p_syn:+.1f})",
+        "ab_syn_verdict": judge(d_syn, p_syn),
+        "ab_free": (f"with the white-image anchor (alpha 1.2, beta -0.8) FRA alone gives clean {white.clean:.1f}% "
+                    f"(top class {white.top_clean:.1f}%) and robust {white.robust:.1f}%; with the filter added "
+                    f"(R-Adapt_CLIP) clean {free.clean:.1f}% and robust {free.robust:.1f}%"),
+        "ab_alpha_best": f"{frame_a.loc[frame_a['robust'].idxmax(), 'alpha']:g} (robust {frame_a['robust'].max():.1f}%)",
+        "ab_d0_best": f"{frame_d.loc[frame_d['robust'].idxmax(), 'd0']:g} (robust {frame_d['robust'].max():.1f}%)",
+        "ab_d0_10_clean": (ci(*d10[["clean", "clean_lo", "clean_hi"]].iloc[0]) + f"% against {avg.loc['CLIP', 'clean']:.1f}% "
+                           "for the unfiltered CLIP") if len(d10) else "not measured (D0 = 10 not in the sweep)",
+        "ab_collapse": _flagged_methods(frame6, frame_a, frame_d, none="no variant is flagged"),
+    }
+
+
+def _flagged_methods(*frames: pd.DataFrame, none: str) -> str:
+    """The methods flagged as collapsed in any of the frames, in order of appearance."""
+    flagged = list(dict.fromkeys(pd.concat(frames).query("collapse")["method"]))
+    return ("flagged as collapsed: " + ", ".join(flagged)) if flagged else none
+
+
+def _trend(frame: pd.DataFrame, param: str) -> str:
+    return "; ".join(f"{v:g}: {ci(r.robust, r.robust_lo, r.robust_hi)}%" for v, r in zip(frame[param], frame.itertuples()))
+
+
+# The paper's gain over about the relative range of our sweeps, from the smallest setting it reports to
+# its default: Table 7 500 -> 2000 images, Table 8 3 -> 10 iterations, means of its four datasets.
+PAPER_SCALE_GAIN = {param: round(_paper_mean(table, _paper_default(param)) - _paper_mean(table, min(table)), 1)
+                    for param, table in (("n_images", reference.TABLE7), ("epochs", reference.TABLE8))}
+
+
+def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str,
+                           eps_255: float) -> dict:
+    """Trends along the R-Adapt+ training sweeps and the paired gain from the smallest to the largest setting."""
+    out = {}
+    for key, frame, param, paper_range in (("n", frame_n, "n_images", "500 -> 2000 images"),
+                                           ("e", frame_e, "epochs", "3 -> 10 iterations")):
+        f = frame.sort_values(param)
+        lo, hi = f["method"].iloc[0], f["method"].iloc[-1]
+        d = study.diff(hi, lo, attack, eps_255)
+        paper = PAPER_SCALE_GAIN[param]
+        out[f"ts_{key}_trend"] = _trend(f, param)
+        out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
+                                 f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
+        out[f"ts_{key}_verdict"] = judge(d, paper)
+    out["ts_collapse"] = _flagged_methods(frame_n, frame_e, none="no anchor is flagged")
+    return out
+
+
+def masking_check(study: Study, method: str, eps_list: Sequence[float],
+                  white_box: str = "apgd-dlr", black_box: str = "square") -> str:
+    """Is the gradient-free attack stronger than the white-box one on the same images (a sign of masking)?"""
+    parts = []
+    for e in eps_list:
+        gap = stats.bootstrap_diff(100 * study.correct(method, black_box, e), 100 * study.correct(method, white_box, e))
+        sign = ("Square leaves fewer robust images than APGD-DLR: possible gradient masking" if gap.high < 0
+                else "no sign of gradient masking")
+        parts.append(f"{e:g}/255: {black_box} minus {white_box} robust {ci(gap.mean, gap.low, gap.high)} pp, {sign}")
+    return f"{method}: " + "; ".join(parts)

@@ -1,0 +1,244 @@
+"""The released mini zoo: trained weights committed in `zoo/` with a manifest, like a pretrained registry.
+
+Pages never train. `build(name)` reads `zoo/<name>.safetensors` only after two checks: the manifest's
+spec hash must equal the hash of the training spec in the current code (a changed training default
+means the file is stale), and the file's sha256 must equal the manifest's (a corrupt or edited file).
+Either failure is a `ZooError` naming `scripts/train_zoo.sh`, which retrains from scratch and re-releases.
+
+mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is
+mini-clip's), so towers are shared, not copied.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from open_clip.model import CLIP
+
+from . import config, training
+
+RETRAIN = "scripts/train_zoo.sh"
+ORDER = ("mini-clip", "mini-fare", "mini-tecoa", "mini-tga")
+# The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
+PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
+# Losses of a prefix must match the release to this relative tolerance: float noise between CPUs is
+# ~1e-6 after a few steps, a changed loss, data order, augmentation or optimiser moves them far more.
+PREFIX_RTOL = 1e-4
+
+
+class ZooError(RuntimeError):
+    pass
+
+
+def zoo_dir() -> Path:
+    """The released weights' folder (RADAPT_ZOO overrides it, e.g. for tests)."""
+    return Path(os.environ.get("RADAPT_ZOO", config.REPO_ROOT / "zoo"))
+
+
+def manifest_path() -> Path:
+    return zoo_dir() / "manifest.json"
+
+
+def check_name(name: str) -> str:
+    if name not in ORDER:
+        raise ValueError(f"unknown mini model {name!r}: the zoo holds {ORDER}")
+    return name
+
+
+def training_spec(name: str) -> dict[str, Any]:
+    """Everything that determines a model's weights, as the current code would train it."""
+    clip = {"model": "mini-clip", "config": asdict(training.MiniClipConfig()), "threads": config.CPU_THREADS}
+    if check_name(name) == "mini-clip":
+        return clip
+    return {"model": name, "parent": _hash(clip), "finetune": asdict(training.MINI_FINETUNES[name]),
+            "threads": config.CPU_THREADS}
+
+
+def spec_hash(name: str) -> str:
+    return _hash(training_spec(name))
+
+
+def _hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, shapes, dtypes and bytes: equal iff the weights are bit-identical."""
+    h = hashlib.sha256()
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def read_manifest() -> dict[str, Any]:
+    path = manifest_path()
+    if not path.exists():
+        raise ZooError(f"no zoo manifest at {path}: restore the zoo/ folder from git, or train it with `{RETRAIN}`")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ZooError(f"{path} is not valid JSON ({exc}): restore it from git or re-release with `{RETRAIN}`") from exc
+
+
+def entry(name: str) -> dict[str, Any]:
+    """The manifest's record of a released model, checked against the current training spec."""
+    models = read_manifest().get("models", {})
+    if check_name(name) not in models:
+        raise ZooError(f"{name} is not released in {manifest_path()}: train and release it with `{RETRAIN} {name}`")
+    record = models[name]
+    if record["spec_hash"] != spec_hash(name):
+        raise ZooError(f"released {name} was trained with spec {record['spec_hash']}, but the code's training spec is now "
+                       f"{spec_hash(name)} (a training default changed): retrain and re-release with `{RETRAIN}`")
+    parent = models.get("mini-clip", {}).get("sha256")
+    if name != "mini-clip" and record.get("parent_sha256") != parent:
+        raise ZooError(f"released {name} was fine-tuned from another mini-clip than the released one: "
+                       f"re-release the fine-tunes with `{RETRAIN} {name}`")
+    return record
+
+
+def load_state(name: str) -> dict[str, torch.Tensor]:
+    """A released model's weights (mini-clip: whole CLIP; fine-tunes: vision tower), checked."""
+    from safetensors.torch import load_file
+
+    record = entry(name)
+    path = zoo_dir() / record["file"]
+    if not path.exists():
+        raise ZooError(f"{path} is missing: restore it with `git checkout -- zoo/` or re-release with `{RETRAIN}`")
+    sha = file_sha256(path)
+    if sha != record["sha256"]:
+        raise ZooError(f"{path} is corrupt or was edited (sha256 {sha[:12]}... != manifest {record['sha256'][:12]}...): "
+                       f"restore it with `git checkout -- zoo/` or re-release with `{RETRAIN}`")
+    return load_file(str(path))
+
+
+def build(name: str) -> CLIP:
+    """mini-clip, or mini-clip with a fine-tune's vision tower, from the released weights (eval mode)."""
+    clip = training.build_mini_clip(training.MiniClipConfig())
+    clip.load_state_dict(load_state("mini-clip"))
+    if check_name(name) != "mini-clip":
+        clip.visual.load_state_dict(load_state(name))
+    return clip.eval()
+
+
+def train_log(name: str) -> training.TrainLog:
+    """The training log recorded in the manifest when the model was released."""
+    record = entry(name)
+    return training.TrainLog(name, record["checkpoints"], record["seconds"], record["final"])
+
+
+def training_logs() -> dict[str, training.TrainLog]:
+    return {name: train_log(name) for name in ORDER}
+
+
+# --- training and release (scripts/train_zoo.sh) ---------------------------------------------
+
+def train(name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], training.TrainLog]:
+    """Train a zoo model from scratch (fine-tunes start from the *released* mini-clip)."""
+    clip_cfg = training.MiniClipConfig()
+    if check_name(name) == "mini-clip":
+        return training.train_mini_clip(clip_cfg, stop_after=stop_after)
+    return training.finetune(load_state("mini-clip"), clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
+
+
+def prefix_record(name: str, steps: int) -> dict[str, Any]:
+    """Fingerprint of the first `steps` training steps: per-step losses and the weights' sha256."""
+    state, log = train(name, stop_after=steps)
+    return {"steps": steps, "losses": log.losses, "sha256": state_sha256(state)}
+
+
+def compare_prefix(recorded: dict[str, Any], new: dict[str, Any]) -> str:
+    """'bit-identical', 'within float tolerance', or a ZooError when training changed."""
+    if recorded["sha256"] == new["sha256"]:
+        return "bit-identical"
+    a, b = torch.tensor(recorded["losses"], dtype=torch.float64), torch.tensor(new["losses"], dtype=torch.float64)
+    if a.shape == b.shape and torch.allclose(a, b, rtol=PREFIX_RTOL, atol=0.0):
+        return "within float tolerance"
+    raise ZooError(f"training changed: the first {recorded['steps']} steps give losses {[round(x, 5) for x in new['losses']]}, "
+                   f"the release recorded {[round(x, 5) for x in recorded['losses']]}; retrain and re-release with `{RETRAIN}`")
+
+
+def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog, file: str) -> dict[str, Any]:
+    """The manifest entry of a freshly trained model (everything but the prefix fingerprint)."""
+    spec = training_spec(name)
+    cfg = spec["finetune"] if "finetune" in spec else spec["config"]
+    images = cfg["steps"] * cfg["batch_size"]
+    parent = None if name == "mini-clip" else entry("mini-clip")["sha256"]
+    return {"file": file, "spec_hash": spec_hash(name), "spec": spec, "sha256": None, "parent_sha256": parent,
+            "parameters": int(sum(t.numel() for t in state.values() if t.is_floating_point())),
+            "tensors": "whole CLIP" if name == "mini-clip" else "vision tower (text tower: mini-clip's)",
+            "steps": cfg["steps"], "images_seen": images, "seconds": round(log.seconds, 1),
+            "minutes": round(log.seconds / 60, 2), "images_per_s": round(images / log.seconds, 1),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "checkpoints": log.checkpoints, "final": log.final}
+
+
+def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
+    """Write safetensors atomically; returns the file's sha256."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in state.items()}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return file_sha256(path)
+
+
+def write_manifest(models: dict[str, dict[str, Any]]) -> None:
+    path = manifest_path()
+    payload = {"format": 1, "about": "Released mini zoo; see README 'The released zoo'. Written by " + RETRAIN,
+               "models": {name: models[name] for name in ORDER if name in models}}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(payload, handle, indent=1)
+        handle.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def manifest_frame():
+    """The release as a table: what each file is, its size and hashes, and how it was trained."""
+    import pandas as pd
+
+    rows = []
+    for name in ORDER:
+        record = entry(name)
+        rows.append({"model": name, "file": record["file"], "MB": round((zoo_dir() / record["file"]).stat().st_size / 2**20, 1),
+                     "tensors": record["tensors"], "parameters": record["parameters"], "sha256": record["sha256"][:12],
+                     "spec hash": record["spec_hash"], "steps": record["steps"], "images seen": record["images_seen"],
+                     "minutes": record["minutes"], "images/s": record["images_per_s"], "torch": record["torch"],
+                     "threads": record["threads"]})
+    return pd.DataFrame(rows).set_index("model")

@@ -1,0 +1,58 @@
+"""Retrain the mini zoo from scratch and rewrite zoo/ and its manifest (see scripts/train_zoo.sh)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from radapt_lib import config, zoo
+
+
+def release(name: str, models: dict) -> dict:
+    """Train one model, write its weights, and return its summary row; `models` gets its new entry."""
+    old = models.get(name, {})
+    state, log = zoo.train(name)
+    record = zoo.record_of(name, state, log, f"{name}.safetensors")
+    record["sha256"] = zoo.save_weights(state, zoo.zoo_dir() / record["file"])
+    if name in zoo.PREFIX_STEPS:
+        steps = zoo.PREFIX_STEPS[name]
+        record["prefix"] = zoo.prefix_record(name, steps)
+        # The prefix run must be the full run's first steps, loss for loss.
+        zoo.compare_prefix({**record["prefix"], "sha256": None, "losses": log.losses[:steps]}, record["prefix"])
+    models[name] = record
+    zoo.write_manifest(models)
+    same = "new" if not old else ("bit-identical" if old.get("sha256") == record["sha256"] else "changed")
+    return {"model": name, "minutes": record["minutes"], "images/s": record["images_per_s"],
+            "parameters": record["parameters"], "final": record["final"], "vs released": same}
+
+
+def check() -> int:
+    manifest = zoo.read_manifest()["models"]
+    for name, steps in zoo.PREFIX_STEPS.items():
+        verdict = zoo.compare_prefix(manifest[name]["prefix"], zoo.prefix_record(name, steps))
+        print(f"{name}: first {steps} steps {verdict}")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help=f"models to retrain (default: all of {zoo.ORDER})")
+    parser.add_argument("--check", action="store_true", help="only retrain the prefixes and compare with the manifest")
+    args = parser.parse_args(argv)
+    config.setup(0)
+    if args.check:
+        return check()
+    names = [zoo.check_name(n) for n in args.names] or list(zoo.ORDER)
+    try:
+        models = dict(zoo.read_manifest().get("models", {}))
+    except zoo.ZooError:
+        models = {}
+    zoo.zoo_dir().mkdir(parents=True, exist_ok=True)
+    rows = [release(name, models) for name in names]
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
