@@ -37,10 +37,11 @@ def is_current(src: Path, dst: Path) -> bool:
 
 def execute(src: Path, dst: Path) -> float:
     start = time.perf_counter()
+    stamp = stamp_of(src)  # before running: an edit made while the page runs must leave it stale
     tmp = dst.with_suffix(".running.ipynb")
     papermill.execute_notebook(str(src), str(tmp), cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False)
     nb = nbformat.read(tmp, as_version=4)
-    nb.metadata["radapt"] = {"stamp": stamp_of(src)}
+    nb.metadata["radapt"] = {"stamp": stamp}
     nbformat.write(nb, tmp)
     tmp.replace(dst)  # a failed run never leaves a half-written page behind
     return time.perf_counter() - start

@@ -19,7 +19,8 @@ def test_main_results_needs_every_fine_tune_clearly_above_and_a_clean_price():
 
 
 @pytest.mark.parametrize("gaps, shifts, word", [(["FARE", "TGA"], ["FARE", "TGA"], "supports"),
-                                                ([], [], "contradicts"), (["FARE"], [], "partly supports")])
+                                                ([], [], "contradicts"), (["FARE"], [], "partly supports"),
+                                                ([], ["FARE"], "contradicts")])  # a shift without the gap: not "partly"
 def test_cka_rule(gaps, shifts, word):
     assert verdicts.cka(gaps, shifts, ["FARE", "TGA"]) == word
 
@@ -36,6 +37,8 @@ def test_bright_attention_rule():
     assert verdicts.bright_attention(est(0.07, 0.06, 0.08), white_lo) == "partly supports"
     assert verdicts.bright_attention(est(-0.01, -0.04, 0.02), white_hi) == "cannot decide"
     assert verdicts.bright_attention(est(-0.05, -0.08, -0.02), white_hi) == "contradicts"
+    # more bright attention than CLIP, but below uniform on white images (page 13's FARE): not "partly"
+    assert verdicts.bright_attention(est(0.06, 0.04, 0.08), est(0.67, 0.62, 0.71)) == "contradicts"
 
 
 def test_insensitivity_rule_reads_every_measure():

@@ -75,19 +75,23 @@ def frame(study):
 # --- judge -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("diff,paper,verdict", [
-    (Estimate(1.0, -2.0, 4.0, N), 10.0, "cannot decide (our CI holds 0)"),
-    (Estimate(1.0, -2.0, 4.0, N), 3.0, "cannot decide (our CI holds 0 and the paper's value)"),
-    (Estimate(1.0, -2.0, 4.0, N), 0.0, "cannot decide (our CI holds 0 and the paper's value)"),
-    (Estimate(5.0, 2.0, 8.0, N), 6.5, "agrees (the paper's value lies in our CI)"),
-    (Estimate(5.0, 2.0, 8.0, N), 2.0, "agrees (the paper's value lies in our CI)"),  # the bounds count as inside
-    (Estimate(3.0, 1.0, 5.0, N), 10.0, "same direction, smaller effect"),
-    (Estimate(12.0, 11.0, 13.0, N), 5.0, "same direction, larger effect"),
-    (Estimate(-12.0, -13.0, -11.0, N), -5.0, "same direction, larger effect"),
-    (Estimate(-3.0, -5.0, -1.0, N), -10.0, "same direction, smaller effect"),
-    (Estimate(5.0, 2.0, 8.0, N), -3.0, "contradicts (opposite direction)"),
-    (Estimate(-5.0, -8.0, -2.0, N), 3.0, "contradicts (opposite direction)"),
-    (Estimate(5.0, 2.0, 8.0, N), 0.0, "contradicts (the paper reports no difference)"),
-    (Estimate(-5.0, -8.0, -2.0, N), 0.0, "contradicts (the paper reports no difference)"),
+    # our CI holds 0: the sign is undecided, but the size question still answers
+    (Estimate(1.0, -2.0, 4.0, N), 10.0, "sign undecided (our CI holds 0), smaller than the paper's"),
+    (Estimate(-2.5, -12.5, 6.5, N), 15.9, "sign undecided (our CI holds 0), smaller than the paper's"),  # Table 1 TeCoA clean
+    (Estimate(1.0, -2.0, 4.0, N), -5.0, "sign undecided (our CI holds 0), smaller than the paper's"),
+    (Estimate(1.0, -2.0, 4.0, N), 3.0, "sign undecided (our CI holds 0), consistent with the paper's size"),
+    (Estimate(5.0, 2.0, 8.0, N), 6.5, "same sign, consistent with the paper's size"),
+    (Estimate(5.0, 2.0, 8.0, N), 2.0, "same sign, consistent with the paper's size"),  # the bounds count as inside
+    (Estimate(3.0, 1.0, 5.0, N), 10.0, "same sign, smaller than the paper's"),
+    (Estimate(12.0, 11.0, 13.0, N), 5.0, "same sign, larger than the paper's"),
+    (Estimate(-12.0, -13.0, -11.0, N), -5.0, "same sign, larger than the paper's"),
+    (Estimate(-13.5, -18.5, -8.5, N), -0.2, "same sign, larger than the paper's"),  # a -0.2 claim is not "the same"
+    (Estimate(-3.0, -5.0, -1.0, N), -10.0, "same sign, smaller than the paper's"),
+    (Estimate(5.0, 2.0, 8.0, N), -3.0, "opposite sign: contradicts the paper"),
+    (Estimate(-5.0, -8.0, -2.0, N), 3.0, "opposite sign: contradicts the paper"),
+    (Estimate(1.0, -2.0, 4.0, N), 0.0, "the paper reports no difference, no difference, as the paper"),
+    (Estimate(5.0, 2.0, 8.0, N), 0.0, "the paper reports no difference, a difference the paper does not report"),
+    (Estimate(-5.0, -8.0, -2.0, N), 0.0, "the paper reports no difference, a difference the paper does not report"),
 ])
 def test_judge(diff, paper, verdict):
     assert rtables.judge(diff, paper) == verdict
@@ -165,35 +169,39 @@ def test_collapsed_model_is_flagged_in_the_frame(frame):
 # --- claims_table -------------------------------------------------------------------------------------
 
 CLAIMS = (
-    Claim("rob", "A", "B", "robust", 50.0),      # ours 50.0 [~40, ~60] -> agrees
+    Claim("rob", "A", "B", "robust", 50.0),      # ours 50.0 [~40, ~60]: same sign, consistent size
     Claim("rob_small", "A", "B", "robust", 10.0),  # paper outside the CI, same sign, ours larger
-    Claim("clean", "A", "B", "clean", 5.0),      # both 100% clean: 0.0 [0.0, 0.0] -> cannot decide
-    Claim("coll", "C", "B", "robust", -10.0),    # ours +30.0, paper negative -> contradicts
+    Claim("clean", "A", "B", "clean", 5.0),      # both 100% clean: 0.0 [0.0, 0.0], sign undecided, smaller
+    Claim("coll", "C", "B", "robust", -10.0),    # C is collapsed: a robustness claim on it is excluded
+    Claim("coll_clean", "C", "B", "clean", -10.0),  # clean claims on C stay judged: -45 pp, larger than -10
 )
 
 
 def test_claims_table_one_row_per_claim_with_judge_verdicts(study, frame):
     table = rtables.claims_table(study, CLAIMS, "pgd", EPS, datasets=["d1"])
-    assert list(table.index) == ["rob", "rob_small", "clean", "coll"]
-    assert list(table["ours"]) == pytest.approx([50.0, 50.0, 0.0, 30.0])
-    assert list(table["paper (pp)"]) == [50.0, 10.0, 5.0, -10.0]
-    assert list(table["verdict"]) == ["agrees (the paper's value lies in our CI)", "same direction, larger effect",
-                                      "cannot decide (our CI holds 0)", "contradicts (opposite direction)"]
-    for c in CLAIMS:  # the verdict is judge's on the same paired difference
+    assert list(table.index) == ["rob", "rob_small", "clean", "coll", "coll_clean"]
+    assert list(table["ours"]) == pytest.approx([50.0, 50.0, 0.0, 30.0, -45.0])
+    assert list(table["paper (pp)"]) == [50.0, 10.0, 5.0, -10.0, -10.0]
+    assert list(table["verdict"]) == ["same sign, consistent with the paper's size", "same sign, larger than the paper's",
+                                      "sign undecided (our CI holds 0), smaller than the paper's",
+                                      "excluded: C collapsed (the collapse rule), so its robust accuracy is no evidence of "
+                                      "robustness", "same sign, larger than the paper's"]
+    for c in CLAIMS[:3] + CLAIMS[4:]:  # the verdict is judge's on the same paired difference
         assert table.loc[c.key, "verdict"] == rtables.judge(study.diff(c.a, c.b, "pgd", EPS, c.which, ["d1"]), c.paper_diff)
     assert table.loc["clean", "ours (pp)"] == "0.0 [0.0, 0.0]"
     assert table.loc["rob", "claim"] == "A - B, robust"
     assert list(rtables.show_claims(table).columns) == ["claim", "ours (pp)", "paper (pp)", "verdict"]
-    assert rtables.overall(table) == ("of 4 paper differences checked here, 1 agree in size, 1 only in direction, "
-                                      "1 are contradicted and 1 cannot be decided at this sample size")
+    assert rtables.overall(table) == ("of 5 paper differences checked here, 3 have the paper's sign, 0 the opposite sign "
+                                      "and 1 an undecided sign (our CI holds 0); the paper's value lies inside our CI for 1, "
+                                      "above our effect for 1 and below it for 2; 1 excluded (collapsed model)")
 
 
 def test_claims_table_pools_datasets_and_takes_a_claims_own_attack(study, frame):
     # over both datasets A - B robust is (50 + 10) / 200 = 30.0 pp
     table = rtables.claims_table(study, CLAIMS[:1], "pgd", EPS)
     assert table.loc["rob", "ours"] == pytest.approx(30.0)
-    assert table.loc["rob", "verdict"] == "same direction, smaller effect"
+    assert table.loc["rob", "verdict"] == "same sign, smaller than the paper's"
     own = Claim("pgd_4", "A", "B", "robust", 30.0, attack="pgd", eps=float(EPS))
     table = rtables.claims_table(study, [own], "square", 99.0)  # the claim's own attack and eps win
     assert table.loc["pgd_4", "claim"] == "A - B, robust, pgd 4/255"
-    assert table.loc["pgd_4", "verdict"] == "agrees (the paper's value lies in our CI)"
+    assert table.loc["pgd_4", "verdict"] == "same sign, consistent with the paper's size"

@@ -33,10 +33,14 @@ def main_results(robust: Mapping[str, Estimate], clean_cost_src: Mapping[str, fl
 
 
 def cka(gaps: Sequence[str], shifts: Sequence[str], robust: Sequence[str]) -> str:
-    """Page 10: a first-block gap and a shifted diagonal in every robust model."""
+    """Page 10: a first-block gap and a shifted diagonal in every robust model.
+
+    The gap is the claim's core: with no robust model showing it, a shifted diagonal alone does not
+    make the claim "partly" hold.
+    """
     if len(gaps) == len(shifts) == len(robust):
         return "supports"
-    return "contradicts" if not gaps and not shifts else "partly supports"
+    return "contradicts" if not gaps else "partly supports"
 
 
 def sign(est: Estimate) -> str:
@@ -45,8 +49,12 @@ def sign(est: Estimate) -> str:
 
 
 def bright_attention(diff: Estimate, white: Estimate) -> str:
-    """Page 13: more [CLS] attention on bright patches than CLIP (diff), and above 1 on white images."""
-    if diff.high < 0:
+    """Page 13: more [CLS] attention on bright patches than CLIP (diff), and above uniform (1) on white images.
+
+    "partly supports": the first part holds and the white-image interval holds 1; an interval below 1
+    (attention drawn away from the white regions) contradicts the "redirected to bright regions" reading.
+    """
+    if diff.high < 0 or white.high < 1:
         return "contradicts"
     if diff.low <= 0:
         return "cannot decide"

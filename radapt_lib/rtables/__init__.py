@@ -23,7 +23,7 @@ from .sweeps import ABLATION, add_ablation_variants, sweep
 from .tables import ci, stack, sweep_table, table1, table6, table_by_eps, training_scale_table, warnings_of
 from .text import collapsed, glue_all, plus_summary, protocol
 from .verdicts import (PAPER_SCALE_GAIN, TABLE1_CLAIMS, Claim, ablation_verdict, claims_table, delta_claims,
-                       glue_claims, judge, masking_check, overall, show_claims, training_scale_verdict)
+                       glue_claims, judge, judge_pair, masking_check, overall, show_claims, training_scale_verdict)
 
 __all__ = [
     # study
@@ -32,7 +32,7 @@ __all__ = [
     # tables
     "ci", "table1", "table_by_eps", "warnings_of", "stack", "table6", "sweep_table", "training_scale_table",
     # verdicts
-    "judge", "Claim", "TABLE1_CLAIMS", "delta_claims", "overall", "claims_table", "glue_claims", "show_claims",
+    "judge", "judge_pair", "Claim", "TABLE1_CLAIMS", "delta_claims", "overall", "claims_table", "glue_claims", "show_claims",
     "ablation_verdict", "PAPER_SCALE_GAIN", "training_scale_verdict", "masking_check",
     # text
     "glue_all", "protocol", "collapsed", "plus_summary",

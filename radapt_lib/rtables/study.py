@@ -200,6 +200,11 @@ class Study:
             out.append(ok if which == "clean" else ok & (r.adv_pred == r.labels))
         return np.concatenate(out).astype(float)
 
+    def collapsed(self, method: str, attack: str, eps_255: float, datasets: Iterable[str] | None = None) -> bool:
+        """Is the method flagged by the collapse rule on any of the datasets (its evaluation must exist)?"""
+        return any(results.collapse_flag(self.results[(method, d, attack, float(eps_255))], len(self.images[d].classnames))
+                   for d in datasets or self.datasets)
+
     def diff(self, a: str, b: str, attack: str, eps_255: float, which: str = "robust",
              datasets: Iterable[str] | None = None) -> stats.Estimate:
         """Paired bootstrap of (a - b) in pp over the same images."""

@@ -25,11 +25,11 @@ def glue_all(values: dict) -> None:
 
 def protocol(study: Study, attack: str, eps_255: Sequence[float], n_iter: int | None, n_restarts: int | None = None,
              n_queries: int | None = None, extra: str = "") -> str:
-    """The exact protocol line printed under a table (`attack` may also be a free-text list of attacks)."""
+    """The exact protocol line printed under a table (`attack` may also name several attacks with their iterations)."""
     res = 32 if study.profile == "mini" else 224
     n_classes = min(len(s.classnames) for s in study.images.values())
     what = (attacks.describe(attack, n_iter, n_restarts, n_queries, n_classes) if attack in attacks.ATTACKS
-            else f"{attack}, {n_iter} iterations, {n_restarts or 1} restart(s)" + (f", {n_queries} queries" if n_queries else ""))
+            else f"{attack}, {n_restarts or 1} restart(s)" + (f", {n_queries} queries" if n_queries else ""))
     names = ", ".join(f"{m}={models.PROFILE_MODELS[study.profile][m]}" for m in BASELINES)
     return (f"Protocol: {what}; l-inf eps = "
             f"{', '.join(f'{e:g}' for e in eps_255)}/255 on [0, 1] pixels; n = {study.n_samples} seeded test images per dataset "

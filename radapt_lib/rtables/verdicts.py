@@ -1,7 +1,9 @@
 """Verdicts: our paired differences (with bootstrap CIs) judged against the paper's claimed differences.
 
-`judge` is the one rule that turns a difference and the paper's value into a verdict ("agrees",
-"same direction, smaller/larger effect", "contradicts", "cannot decide"). `Claim`s name a paper
+`judge` is the one rule that turns a difference and the paper's value into a verdict. It answers two
+questions from our CI: is our effect's sign the paper's ("same sign" / "opposite sign" / "sign
+undecided"), and is the paper's value inside our CI ("consistent with the paper's size" / "smaller than
+the paper's" / "larger than the paper's"). `judge_pair` excludes a robustness claim on a collapsed model. `Claim`s name a paper
 difference (Table 1's in `TABLE1_CLAIMS`, Tables 2/3's from `delta_claims`); `claims_table` measures
 and judges them, `glue_claims` hands them to the text. The ablation, training-scale and masking
 verdicts of the later pages are computed sentences built on the same rule.
@@ -20,15 +22,44 @@ from .tables import ci
 from .text import glue_all
 
 
-def judge(diff: stats.Estimate, paper: float) -> str:
-    """Our paired difference (with CI) against the paper's: agreement in size, direction only, or neither."""
+def sign_answer(diff: stats.Estimate, paper: float) -> str:
+    """Question 1: has our effect the paper's sign? Read from the CI, never the point estimate."""
+    if paper == 0:
+        return "the paper reports no difference"
     if diff.low <= 0 <= diff.high:
-        return "cannot decide (our CI holds 0" + (" and the paper's value)" if diff.low <= paper <= diff.high else ")")
+        return "sign undecided (our CI holds 0)"
+    return "same sign" if (diff.low > 0) == (paper > 0) else "opposite sign"
+
+
+def size_answer(diff: stats.Estimate, paper: float) -> str:
+    """Question 2: is the paper's value inside our CI, and if not, is our effect smaller or larger?"""
     if diff.low <= paper <= diff.high:
-        return "agrees (the paper's value lies in our CI)"
-    if (diff.mean > 0) == (paper > 0) and paper != 0:
-        return f"same direction, {'smaller' if abs(diff.mean) < abs(paper) else 'larger'} effect"
-    return "contradicts (opposite direction)" if paper != 0 else "contradicts (the paper reports no difference)"
+        return "consistent with the paper's size" if paper != 0 else "no difference, as the paper"
+    if paper == 0:
+        return "a difference the paper does not report"
+    along = max(diff.low, diff.high) if paper > 0 else -min(diff.low, diff.high)  # our CI's far end, in the paper's direction
+    return "smaller than the paper's" if along < abs(paper) else "larger than the paper's"
+
+
+def judge(diff: stats.Estimate, paper: float) -> str:
+    """The one verdict rule: both questions' answers, e.g. 'same sign, smaller than the paper's'."""
+    sign = sign_answer(diff, paper)
+    if sign == "opposite sign":
+        return "opposite sign: contradicts the paper"
+    return f"{sign}, {size_answer(diff, paper)}"
+
+
+def excluded(collapsed: Sequence[str]) -> str:
+    return (f"excluded: {', '.join(collapsed)} collapsed (the collapse rule), so its robust accuracy is no "
+            "evidence of robustness")
+
+
+def judge_pair(study: Study, a: str, b: str, attack: str, eps_255: float, which: str, paper: float,
+               datasets: Iterable[str] | None = None) -> tuple[stats.Estimate, str]:
+    """Our paired difference a - b and its verdict; a robustness claim on a collapsed model is excluded."""
+    d = study.diff(a, b, attack, eps_255, which, datasets)
+    flagged = [m for m in (a, b) if study.collapsed(m, attack, eps_255, datasets)] if which == "robust" else []
+    return d, excluded(flagged) if flagged else judge(d, paper)
 
 
 @dataclass(frozen=True)
@@ -70,14 +101,14 @@ def delta_claims(a: str, b: str, attacks: dict[str, str], eps_list: Sequence[flo
 
 
 def overall(table: pd.DataFrame) -> str:
-    """One computed sentence summarising a claims table."""
+    """One computed sentence summarising a claims table: the two questions' answers, counted."""
     v = table["verdict"]
-    size = int(v.str.startswith("agrees").sum())
-    direction = int(v.str.startswith("same direction").sum())
-    undecided = int(v.str.startswith("cannot").sum())
-    contra = int(v.str.startswith("contradicts").sum())
-    return (f"of {len(v)} paper differences checked here, {size} agree in size, {direction} only in direction, "
-            f"{contra} are contradicted and {undecided} cannot be decided at this sample size")
+    n = lambda text: int(v.str.contains(text, regex=False).sum())  # noqa: E731
+    out = (f"of {len(v)} paper differences checked here, {n('same sign')} have the paper's sign, {n('opposite sign')} "
+           f"the opposite sign and {n('sign undecided')} an undecided sign (our CI holds 0); the paper's value lies "
+           f"inside our CI for {n('consistent with')}, above our effect for {n('smaller than')} and below it for "
+           f"{n('larger than')}")
+    return out + (f"; {n('excluded')} excluded (collapsed model)" if n("excluded") else "")
 
 
 def claims_table(study: Study, claims: Sequence[Claim], attack: str, eps_255: float,
@@ -86,10 +117,9 @@ def claims_table(study: Study, claims: Sequence[Claim], attack: str, eps_255: fl
     rows = []
     for c in claims:
         att, e = c.attack or attack, c.eps if c.eps is not None else eps_255
-        d = study.diff(c.a, c.b, att, e, c.which, datasets)
-        rows.append({"key": c.key, "claim": f"{c.a} - {c.b}, {c.which}" + (f", {att} {e:g}/255" if c.attack else ""), "ours (pp)": ci(d.mean, d.low, d.high),
-                     "ours": d.mean, "paper (pp)": c.paper_diff,
-                     "verdict": judge(d, c.paper_diff)})
+        d, verdict = judge_pair(study, c.a, c.b, att, e, c.which, c.paper_diff, datasets)
+        rows.append({"key": c.key, "claim": f"{c.a} - {c.b}, {c.which}" + (f", {att} {e:g}/255" if c.attack else ""),
+                     "ours (pp)": ci(d.mean, d.low, d.high), "ours": d.mean, "paper (pp)": c.paper_diff, "verdict": verdict})
     return pd.DataFrame(rows).set_index("key")
 
 
@@ -112,22 +142,22 @@ def ablation_verdict(study: Study, frame6: pd.DataFrame, frame_a: pd.DataFrame, 
     avg = average(study, frame6).set_index("method")
     rob = lambda m: ci(*avg.loc[m, ["robust", "robust_lo", "robust_hi"]])  # noqa: E731
     paper = {k: _paper_t6(*v)["paper robust (4-ds mean)"] for k, v in ABLATION.items()}
-    d_fra = study.diff("FRA only", "CLIP", attack, eps_255)
-    d_gif = study.diff("GIF only", "CLIP", attack, eps_255)
+    d_fra, v_fra = judge_pair(study, "FRA only", "CLIP", attack, eps_255, "robust", paper["FRA only"])
+    d_gif, v_gif = judge_pair(study, "GIF only", "CLIP", attack, eps_255, "robust", paper["GIF only"])
     best = "FRA only" if avg.loc["FRA only", "robust"] >= avg.loc["GIF only", "robust"] else "GIF only"
-    d_syn = study.diff("R-Adapt+", best, attack, eps_255)
     p_syn = round(paper["R-Adapt+"] - max(paper["FRA only"], paper["GIF only"]), 1)
+    d_syn, v_syn = judge_pair(study, "R-Adapt+", best, attack, eps_255, "robust", p_syn)
     free = avg.loc["R-Adapt_CLIP"]
     white = avg.loc["FRA only (white anchor)"]
     d10 = frame_d[frame_d["d0"] == 10]
     return {
         "ab_rob_CLIP": rob("CLIP"), "ab_rob_fra": rob("FRA only"), "ab_rob_gif": rob("GIF only"), "ab_rob_both": rob("R-Adapt+"),
         "ab_fra_gain": f"{ci(d_fra.mean, d_fra.low, d_fra.high)} pp (paper, 4-dataset mean {paper['FRA only']:+.1f})",
-        "ab_fra_verdict": judge(d_fra, paper["FRA only"]),
+        "ab_fra_verdict": v_fra,
         "ab_gif_gain": f"{ci(d_gif.mean, d_gif.low, d_gif.high)} pp (paper {paper['GIF only']:+.1f})",
-        "ab_gif_verdict": judge(d_gif, paper["GIF only"]),
+        "ab_gif_verdict": v_gif,
         "ab_syn_gain": f"{ci(d_syn.mean, d_syn.low, d_syn.high)} pp over {best} (paper {p_syn:+.1f})",
-        "ab_syn_verdict": judge(d_syn, p_syn),
+        "ab_syn_verdict": v_syn,
         "ab_free": (f"with the white-image anchor (alpha 1.2, beta -0.8) FRA alone gives clean {white.clean:.1f}% "
                     f"(top class {white.top_clean:.1f}%) and robust {white.robust:.1f}%; with the filter added "
                     f"(R-Adapt_CLIP) clean {free.clean:.1f}% and robust {free.robust:.1f}%"),
@@ -163,12 +193,12 @@ def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.Data
                                            ("e", frame_e, "epochs", "3 -> 10 iterations")):
         f = frame.sort_values(param)
         lo, hi = f["method"].iloc[0], f["method"].iloc[-1]
-        d = study.diff(hi, lo, attack, eps_255)
         paper = PAPER_SCALE_GAIN[param]
+        d, verdict = judge_pair(study, hi, lo, attack, eps_255, "robust", paper)
         out[f"ts_{key}_trend"] = _trend(f, param)
         out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
                                  f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
-        out[f"ts_{key}_verdict"] = judge(d, paper)
+        out[f"ts_{key}_verdict"] = verdict
     out["ts_collapse"] = _flagged_methods(frame_n, frame_e, none="no anchor is flagged")
     return out
 
