@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import open_clip
 import torch
@@ -230,10 +230,13 @@ def _inner_loss(cfg: FinetuneConfig, tuned: nn.Module, head: torch.Tensor, targe
 
 
 def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg: FinetuneConfig,
-             name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], TrainLog]:
+             name: str, stop_after: int | None = None,
+             on_checkpoint: Callable[[ZeroShotClassifier], dict] | None = None) -> tuple[dict[str, torch.Tensor], TrainLog]:
     """Adversarially fine-tune mini-clip's vision tower on the source split; the text tower stays.
 
-    `stop_after`: a prefix of the full run, as in `train_mini_clip`.
+    `stop_after`: a prefix of the full run, as in `train_mini_clip`. `on_checkpoint(classifier)` adds
+    measurements to each checkpoint record (e.g. robust accuracy in a step sweep); it must not draw from
+    the global RNG, so that the weights do not depend on it.
     """
     if cfg.method not in ("fare", "tecoa", "tga"):
         raise ValueError(f"unknown fine-tuning method {cfg.method!r}: use 'fare', 'tecoa' or 'tga'")
@@ -275,10 +278,13 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
         opt.step()
         log.losses.append(float(loss.detach()))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            acc = _zero_shot_accuracy(ZeroShotClassifier(tuned_visual, head, CIFAR_MEAN, CIFAR_STD,
-                                                         data.MINI_DATASETS[source].classes), probe)
+            clf = ZeroShotClassifier(tuned_visual, head, CIFAR_MEAN, CIFAR_STD, data.MINI_DATASETS[source].classes)
+            paused = time.perf_counter()
+            extra = on_checkpoint(clf) if on_checkpoint is not None else {}
+            start += time.perf_counter() - paused  # training time excludes the callback's measurements
             log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
-                                    "probe_acc": acc, "seconds": time.perf_counter() - start})
+                                    "probe_acc": _zero_shot_accuracy(clf, probe), "seconds": time.perf_counter() - start,
+                                    **extra})
     log.seconds = time.perf_counter() - start
     return tuned_visual.state_dict(), log
 

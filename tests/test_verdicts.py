@@ -192,8 +192,8 @@ def test_claims_table_one_row_per_claim_with_judge_verdicts(study, frame):
     assert table.loc["rob", "claim"] == "A - B, robust"
     assert list(rtables.show_claims(table).columns) == ["claim", "ours (pp)", "paper (pp)", "verdict"]
     assert rtables.overall(table) == ("of 5 paper differences checked here, 3 have the paper's sign, 0 the opposite sign "
-                                      "and 1 an undecided sign (our CI holds 0); the paper's value lies inside our CI for 1, "
-                                      "above our effect for 1 and below it for 2; 1 excluded (collapsed model)")
+                                      "and 1 an undecided sign (our CI holds 0); of the 4 not opposite, the paper's value lies "
+                                      "inside our CI for 1, above our effect for 1 and below it for 2; 1 excluded (collapsed model)")
 
 
 def test_claims_table_pools_datasets_and_takes_a_claims_own_attack(study, frame):

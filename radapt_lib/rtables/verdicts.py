@@ -105,9 +105,9 @@ def overall(table: pd.DataFrame) -> str:
     v = table["verdict"]
     n = lambda text: int(v.str.contains(text, regex=False).sum())  # noqa: E731
     out = (f"of {len(v)} paper differences checked here, {n('same sign')} have the paper's sign, {n('opposite sign')} "
-           f"the opposite sign and {n('sign undecided')} an undecided sign (our CI holds 0); the paper's value lies "
-           f"inside our CI for {n('consistent with')}, above our effect for {n('smaller than')} and below it for "
-           f"{n('larger than')}")
+           f"the opposite sign and {n('sign undecided')} an undecided sign (our CI holds 0); of the "
+           f"{n('same sign') + n('sign undecided')} not opposite, the paper's value lies inside our CI for "
+           f"{n('consistent with')}, above our effect for {n('smaller than')} and below it for {n('larger than')}")
     return out + (f"; {n('excluded')} excluded (collapsed model)" if n("excluded") else "")
 
 
