@@ -50,6 +50,12 @@ class ImageSet:
     def floats(self) -> torch.Tensor:
         return self.images.float().div(255.0)
 
+    def first(self, n: int) -> "ImageSet":
+        """The first n images (a seeded sample's prefix is itself a seeded sample)."""
+        if not 1 <= n <= len(self):
+            raise ValueError(f"first(n) needs 1 <= n <= {len(self)}, got {n}")
+        return ImageSet(self.images[:n], self.labels[:n], self.classnames, self.source)
+
 
 def _read_image_folder(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []

@@ -71,18 +71,20 @@ class EvalResult:
 
 def evaluate(model: nn.Module, images: ImageSet, attack: str = "pgd", eps: float = 4 / 255, *, label: str = "",
              n_iter: int | None = None, n_restarts: int | None = None, n_queries: int | None = None,
-             batch_size: int = 100, seed: int = 0, keep_adv: bool = False, refresh: bool = False) -> EvalResult:
+             batch_size: int = 100, seed: int = 0, keep_adv: bool = False, refresh: bool = False,
+             code: tuple[str, ...] = ()) -> EvalResult:
     """Clean predictions and predictions under `attack` at `eps`, cached by content.
 
     Settings left None take the attack's defaults (standard AutoAttack for "autoattack"); the
-    resolved values are in the cache key and in the result's `settings`.
+    resolved values are in the cache key and in the result's `settings`. `code`: further radapt_lib
+    modules whose source decides the model's forward pass (e.g. a wrapper defined there), for the key.
     """
     eps = config.check_eps(eps)
     resolved = attacks.resolve_settings(attack, n_iter, n_restarts, n_queries, len(images.classnames))
     n_iter, n_restarts, n_queries = resolved["n_iter"], resolved["n_restarts"], resolved["n_queries"]
     settings = {"attack": attack, "eps": round(eps, 8), **resolved, "batch_size": batch_size, "seed": seed}
     spec = {"model": fingerprint(model), "images": fingerprint(images.images), "labels": fingerprint(images.labels),
-            "keep_adv": keep_adv, **settings, **cache.code_spec(*EVALUATION_CODE)}
+            "keep_adv": keep_adv, **settings, **cache.code_spec(*EVALUATION_CODE, *code)}
 
     def compute() -> EvalResult:
         return _run(model, images, attack, eps, label, settings, n_iter, n_restarts, n_queries, batch_size, seed, keep_adv)

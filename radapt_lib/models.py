@@ -40,13 +40,17 @@ PAPER_MODELS: dict[str, PaperModelSpec] = {
     "tecoa2-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/tecoa2-clip", method="TeCoA"),
     "tga4-vit-l-14": PaperModelSpec("ViT-L-14", method="TGA", checkpoint_env="RADAPT_TGA_CHECKPOINT"),
 }
-MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA"}
+MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA",
+                               "mini-clean": "Clean-FT"}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {
     "mini": {"CLIP": "mini-clip", "TeCoA": "mini-tecoa", "TGA": "mini-tga", "FARE": "mini-fare"},
     "paper": {"CLIP": "clip-vit-l-14", "TeCoA": "tecoa4-vit-l-14", "TGA": "tga4-vit-l-14", "FARE": "fare4-vit-l-14"},
 }
+# Controls: the same fine-tune without the adversary, to tell what AFT does from what any fine-tuning does.
+# The paper released none, so the paper profile has no control.
+PROFILE_CONTROLS: dict[str, dict[str, str]] = {"mini": {"Clean-FT": "mini-clean"}, "paper": {}}
 
 
 @dataclass

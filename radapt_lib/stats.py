@@ -18,10 +18,11 @@ class Estimate:
     n: int
 
     def __str__(self) -> str:
-        return f"{self.mean:.1f} [{self.low:.1f}, {self.high:.1f}]"
+        return self.fmt(1)
 
     def fmt(self, digits: int = 1) -> str:
-        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+        num = lambda v: f"{round(v, digits) + 0.0:.{digits}f}"  # noqa: E731  (+ 0.0: never print "-0.0")
+        return f"{num(self.mean)} [{num(self.low)}, {num(self.high)}]"
 
 
 def resamples(n: int, n_boot: int = N_BOOT, seed: int = 0) -> np.ndarray:

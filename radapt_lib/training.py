@@ -52,7 +52,7 @@ class MiniClipConfig:
 class FinetuneConfig:
     """Adversarial fine-tuning of the vision tower (RobustVLM style), l-inf eps on [0, 1] pixels."""
 
-    method: str  # "fare" | "tecoa" | "tga"
+    method: str  # "fare" | "tecoa" | "tga" | "clean" (TeCoA's loss on clean images: the no-adversary control)
     eps: float = 4 / 255
     pgd_steps: int = 2
     batch_size: int = 64
@@ -72,7 +72,10 @@ MINI_FINETUNES: dict[str, FinetuneConfig] = {
     "mini-fare": FinetuneConfig("fare"),
     "mini-tecoa": FinetuneConfig("tecoa"),
     "mini-tga": FinetuneConfig("tga"),
+    # The control for "AFT did this": the same steps, data and optimiser without the adversary.
+    "mini-clean": FinetuneConfig("clean", eps=0.0, pgd_steps=0),
 }
+FINETUNE_METHODS = ("fare", "tecoa", "tga", "clean")
 
 
 @dataclass
@@ -210,7 +213,7 @@ def _finetune_loss(cfg: FinetuneConfig, tuned_visual: nn.Module, frozen_visual: 
         with torch.no_grad():
             target = frozen(x)
         return (tuned(x_adv) - target).pow(2).sum(-1).mean()
-    if cfg.method == "tecoa":
+    if cfg.method in ("tecoa", "clean"):
         return F.cross_entropy(100 * F.normalize(tuned(x_adv), dim=-1) @ head, y)
     text = head.T[y]
     with torch.no_grad():
@@ -238,8 +241,8 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
     measurements to each checkpoint record (e.g. robust accuracy in a step sweep); it must not draw from
     the global RNG, so that the weights do not depend on it.
     """
-    if cfg.method not in ("fare", "tecoa", "tga"):
-        raise ValueError(f"unknown fine-tuning method {cfg.method!r}: use 'fare', 'tecoa' or 'tga'")
+    if cfg.method not in FINETUNE_METHODS:
+        raise ValueError(f"unknown fine-tuning method {cfg.method!r}: use one of {FINETUNE_METHODS}")
     config.setup(cfg.seed)
     clip = build_mini_clip(clip_cfg)
     clip.load_state_dict(base_state)
@@ -271,7 +274,8 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
             group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
         with torch.no_grad():
             target = frozen_visual(norm(x))
-        x_adv = attacks.pgd_maximize(_inner_loss(cfg, tuned, head, target, y), x, cfg.eps, cfg.pgd_steps, generator=gen)
+        x_adv = x if cfg.method == "clean" else \
+            attacks.pgd_maximize(_inner_loss(cfg, tuned, head, target, y), x, cfg.eps, cfg.pgd_steps, generator=gen)
         loss = _finetune_loss(cfg, tuned_visual, frozen_visual, norm, head, x, x_adv, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -24,7 +24,7 @@ from open_clip.model import CLIP
 from . import config, training
 
 RETRAIN = "scripts/train_zoo.sh"
-ORDER = ("mini-clip", "mini-fare", "mini-tecoa", "mini-tga")
+ORDER = ("mini-clip", "mini-fare", "mini-tecoa", "mini-tga", "mini-clean")
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance: float noise between CPUs is

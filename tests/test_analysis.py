@@ -303,3 +303,97 @@ def test_replacement_readings_verdicts():
                          "robust": r, "robust_low": r - 2, "robust_high": r + 2})
     r = replacement.readings(pd.DataFrame(rows), source="id")
     assert r["saturation"] == {"R": "B1-Attn"} and r["early_verdict"] == "supports" and r["ood_verdict"] == "supports"
+
+
+# --- issue 10: interval readings, measure variants, DC and control, re-attacked Shapley ---------
+
+def _curve(robust, half=2.0, dataset="id", clean=None):
+    import pandas as pd
+    steps = ["none", "Emb", "B1-Attn", "B1-MLP", "B3-MLP", "Head"]
+    clean = clean or [80] * len(robust)
+    return pd.DataFrame([{"model": "R", "dataset": dataset, "index": i, "step": s, "clean": c, "clean_low": c - half,
+                          "clean_high": c + half, "robust": r, "robust_low": r - half, "robust_high": r + half}
+                         for i, (s, r, c) in enumerate(zip(steps, robust, clean))])
+
+
+def test_early_reading_uses_intervals_not_points():
+    assert replacement.early_reading(_curve([0, 10, 30, 40, 41, 42])) == "early"
+    assert replacement.early_reading(_curve([0, 2, 3, 5, 30, 40])) == "late"
+    # the points rise, but every step's interval overlaps "none": nothing is decided
+    assert replacement.early_reading(_curve([2, 3, 4, 6, 8, 14], half=7.0)) == "unresolved"
+    r = replacement.readings(_curve([2, 3, 4, 6, 8, 14], half=7.0), source="id")
+    assert r["early_verdict"] == "cannot decide" and r["unresolved"] == ["R/id"]
+    late = replacement.readings(_curve([0, 2, 3, 5, 30, 40]), source="id")
+    assert late["early_verdict"] == "contradicts" and late["saturation"] == {"R": "Head"}
+
+
+def test_ood_reading_needs_both_drops_beyond_the_intervals():
+    import pandas as pd
+    ood_points_only = _curve([0, 30, 40, 45, 44, 43], dataset="ood", clean=[80, 80, 79, 78, 77, 76])
+    frame = pd.concat([_curve([0, 10, 30, 40, 41, 42]), ood_points_only], ignore_index=True)
+    assert replacement.readings(frame, source="id")["ood_verdict"] == "cannot decide"
+    rise = _curve([0, 30, 40, 45, 50, 60], dataset="ood")
+    frame = pd.concat([_curve([0, 10, 30, 40, 41, 42]), rise], ignore_index=True)
+    assert replacement.readings(frame, source="id")["ood_verdict"] == "contradicts"
+
+
+def test_block_feature_measures_agree_with_the_block():
+    tower = tiny_tower(0)
+    x = images(3)
+    blk = tower.transformer.resblocks[0]
+    z = attention.block_input(tower, x)
+    attn = attention.block_features(tower, x, "attn")
+    torch.testing.assert_close(attn, attention.attention_output(tower, x).flatten(1))
+    parts = torch.cat([attention.block_features(tower, x, "attn [CLS]").view(3, 1, -1),
+                       attention.block_features(tower, x, "attn patches").view(3, -1, 32)], dim=1)
+    torch.testing.assert_close(parts.flatten(1), attn)
+    torch.testing.assert_close(attention.block_features(tower, x, "block output"), blk(z).flatten(1))
+    residual = attention.block_features(tower, x, "after residual")
+    torch.testing.assert_close(residual, (z + blk.ls_1(attention.attention_output(tower, x))).flatten(1))
+    with pytest.raises(ValueError, match="unknown measure"):
+        attention.block_features(tower, x, "mlp")
+
+
+def test_spectral_dc_is_reported_apart_and_a_tower_matches_itself():
+    torch.manual_seed(0)
+    standard = torch.randn(32, 3, 4, 4)
+    dc_only = standard + 0.05  # a constant added to every kernel changes the DC bin alone
+    shift = spectral.spectral_shift(dc_only, standard)
+    assert spectral.dc_gain(shift) > 0
+    assert spectral.band_gain(shift, 0.0, 0.5) == pytest.approx(0.0, abs=1e-9)  # the other low bins do not move
+    assert spectral.low_pass_index(shift) > spectral.low_pass_index(shift, include_dc=False)
+    same = spectral.shift_statistic_ci(lambda a, b: spectral.low_pass_index(a) - spectral.low_pass_index(b),
+                                       [dc_only, dc_only], standard, n_boot=50)
+    assert same.mean == 0.0 and same.low == 0.0 and same.high == 0.0
+    ci = spectral.low_pass_index_ci(dc_only, standard, n_boot=50)
+    assert ci.mean == pytest.approx(spectral.low_pass_index(shift))
+
+
+def test_reattacked_shapley_attacks_every_coalition(tmp_cache):
+    from radapt_lib.data import ImageSet
+    model = tiny_classifier(tiny_tower(0), n_classes=3)
+    x = images(12, seed=5)
+    y = _labelled(model, x)
+    imgs = ImageSet((x * 255).round().to(torch.uint8), y, ("c0", "c1", "c2"), "test")
+    res = shapley.head_shapley_reattacked(model, imgs, "pgd", 8 / 255, n_iter=3, seed=0)
+    assert res.method == "exact" and res.n_evaluations == 16
+    assert res.values.sum() == pytest.approx(res.v_all - res.v_none, abs=1e-9)
+    full = evaluation.evaluate(model, imgs, "pgd", 8 / 255, n_iter=3, seed=0)
+    assert res.v_all == pytest.approx(full.robust().mean)  # the full coalition is the model itself, attacked as itself
+    assert len(list((tmp_cache / "evaluations").glob("*.pt"))) == 17  # 16 coalitions + the full model's own
+
+
+def test_dominance_interval_of_exact_shapley():
+    per_image = np.array([[2.0, 4.0, 6.0, 0.0], [-1.0, -1.0, -1.0, -1.0]])  # head 0 helps, head 1 hurts
+    res = shapley.ShapleyResult(per_image.mean(axis=1), per_image, None, 0.0, 0.0, "exact", "zero", 4)
+    est = shapley.dominance(res)
+    assert est.mean == pytest.approx(3.0 - 1.0) and est.low <= est.mean <= est.high
+
+
+def test_low_high_contrast_is_not_scale_free():
+    torch.manual_seed(0)
+    standard = torch.randn(32, 3, 4, 4)
+    blur = torch.tensor([[1.0, 2.0, 2.0, 1.0]]).T @ torch.tensor([[1.0, 2.0, 2.0, 1.0]]) / 36
+    smoothed = standard + 0.5 * blur  # a low-pass addition: low bins gain more than high ones
+    big, small = spectral.spectral_shift(smoothed, standard), spectral.spectral_shift(standard + 0.005 * blur, standard)
+    assert spectral.low_high_contrast(big) > spectral.low_high_contrast(small) > 0

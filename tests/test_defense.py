@@ -150,3 +150,28 @@ def test_collapse_rule_is_one_predicate_for_every_table():
     assert "near chance" in results.collapse_flag(near_chance, 4)
     for res, flagged in ((healthy, False), (one_class, True), (near_chance, True)):
         assert rtables.study._row("m", "d", "pgd", 4, res, 4)["collapse"] is flagged
+
+
+# --- the two D0 rules ---------------------------------------------------------------------------
+
+def test_paper_gif_cost_is_read_from_table6():
+    from radapt_lib import reference, rtables
+    rows = {(r["gif"], r["fra"]): r for r in reference.TABLE6}
+    costs = [rows[(False, False)][d]["clean"] - rows[(True, False)][d]["clean"] for d in reference.TABLE6_DATASETS]
+    assert rtables.paper_gif_clean_cost() == pytest.approx(sum(costs) / len(costs), abs=0.05)
+
+
+def test_calibration_measures_a_gentler_filter_on_held_out_images():
+    from radapt_lib import rtables
+    from radapt_lib.rtables import d0rules
+    study = rtables.Study.create("mini", None, 10, 0, methods=["CLIP"], presets=False)
+    val = d0rules.validation_images(study, "animals", 40)
+    anchor_images = study.train_images(500)
+    seen = {bytes(x.numpy().tobytes()) for x in anchor_images.images}
+    assert not any(bytes(x.numpy().tobytes()) in seen for x in val.images)  # never the anchor's training images
+    cal = rtables.calibrate_d0(study, grid=(40.0, 320.0), n_val=40)
+    cost = dict(zip(cal.frame["D0 at 224 px"], cal.frame["clean cost (pp)"]))
+    assert cost[40.0] > cost[320.0]  # the paper-scaled filter at 32 px costs more than a nearly transparent one
+    assert cal.d0_224 == min(cost, key=lambda d: (abs(cost[d] - cal.target_pp), d))
+    table = rtables.calibration_table(cal)
+    assert "calibrated" in table.loc[cal.d0_224, "chosen"] and "paper scaling" in table.loc[40.0, "chosen"]

@@ -1,6 +1,8 @@
 """Unit tests of the foundation modules, on tiny configurations with real computations."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -238,7 +240,7 @@ def test_tiny_pretraining_is_bit_reproducible(tiny_clip):
     assert log_a.final["zero_shot_top1_cifar10_test"] == log_b.final["zero_shot_top1_cifar10_test"]
 
 
-@pytest.mark.parametrize("method", ["fare", "tecoa", "tga"])
+@pytest.mark.parametrize("method", ["fare", "tecoa", "tga", "clean"])
 def test_tiny_finetunes_change_only_the_vision_tower(tiny_clip, method):
     cfg, clip = tiny_clip
     ft = training.FinetuneConfig(method, steps=2, batch_size=8, eval_every=2, eval_n=20, warmup=1)
@@ -246,6 +248,20 @@ def test_tiny_finetunes_change_only_the_vision_tower(tiny_clip, method):
     assert set(state) == set(clip.visual.state_dict())
     assert any(not torch.equal(state[k], clip.visual.state_dict()[k]) for k in state)
     assert torch.isfinite(torch.tensor(log.checkpoints[-1]["loss"]))
+
+
+def test_the_clean_control_never_attacks(tiny_clip, monkeypatch):
+    cfg, clip = tiny_clip
+
+    def no_attack(*args, **kwargs):
+        raise AssertionError("the clean fine-tune must not run the inner attack")
+
+    monkeypatch.setattr(training.attacks, "pgd_maximize", no_attack)
+    ft = training.FinetuneConfig("clean", eps=0.0, pgd_steps=0, steps=2, batch_size=8, eval_every=2, eval_n=20, warmup=1)
+    state, _ = training.finetune(clip.state_dict(), cfg, ft, "tiny-clean")
+    assert any(not torch.equal(state[k], clip.visual.state_dict()[k]) for k in state)
+    with pytest.raises(AssertionError, match="inner attack"):
+        training.finetune(clip.state_dict(), cfg, dataclasses.replace(ft, method="tecoa"), "tiny-tecoa")
 
 
 def test_unknown_finetune_method_is_refused(tiny_clip):

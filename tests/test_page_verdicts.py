@@ -52,8 +52,22 @@ def test_insensitivity_rule_reads_every_measure():
     assert verdicts.insensitivity(sims) == ([], "contradicts")
 
 
-def test_shapley_rule():
-    assert verdicts.shapley(est(0.1, 0.05, 0.15), positive=5.0, negative=-2.0) == "supports"
-    assert verdicts.shapley(est(0.1, 0.05, 0.15), positive=1.0, negative=-2.0) == "contradicts"
-    assert verdicts.shapley(est(-0.1, -0.15, -0.05), positive=5.0, negative=-2.0) == "contradicts"
-    assert verdicts.shapley(est(0.0, -0.05, 0.05), positive=5.0, negative=-2.0) == "cannot decide"
+def test_shapley_rule_reads_both_intervals():
+    above, below, holds0 = est(0.1, 0.05, 0.15), est(-0.1, -0.15, -0.05), est(0.0, -0.05, 0.05)
+    assert verdicts.shapley(above, dominance=est(3.0, 1.0, 5.0)) == "supports"
+    assert verdicts.shapley(above, dominance=est(-1.0, -2.0, -0.5)) == "contradicts"
+    assert verdicts.shapley(below, dominance=est(3.0, 1.0, 5.0)) == "contradicts"
+    assert verdicts.shapley(holds0, dominance=est(3.0, 1.0, 5.0)) == "cannot decide"
+    assert verdicts.shapley(above, dominance=est(1.0, -1.0, 3.0)) == "cannot decide"  # a positive point is not enough
+
+
+@pytest.mark.parametrize("lpi, control, word", [
+    ((0.5, 0.1, 0.9), (0.3, 0.1, 0.5), "supports"),
+    ((0.5, 0.1, 0.9), (0.1, -0.1, 0.3), "partly supports"),  # a low-pass shift, but any fine-tuning may make it
+    ((0.5, 0.1, 0.9), (-0.3, -0.5, -0.1), "contradicts"),  # the clean fine-tune shifts further
+    ((-0.5, -0.9, -0.1), (0.3, 0.1, 0.5), "contradicts"),  # without the DC bin the low band loses
+    ((0.1, -0.2, 0.4), (0.3, 0.1, 0.5), "cannot decide"),
+    ((0.5, 0.1, 0.9), None, "supports"),  # no control in the profile: the first question only
+])
+def test_spectral_rule_needs_a_shift_beyond_dc_and_beyond_the_control(lpi, control, word):
+    assert verdicts.spectral(est(*lpi), est(*control) if control else None) == word

@@ -50,6 +50,11 @@ def load_towers(profile: str, methods: Sequence[str]) -> dict[str, nn.Module]:
     return {m: _loaded(names[m]).clip.visual.eval() for m in methods}
 
 
+def load_controls(profile: str) -> dict[str, nn.Module]:
+    """The profile's control towers (mini: a clean fine-tune of CLIP on the same steps); empty if it has none."""
+    return {m: _loaded(name).clip.visual.eval() for m, name in models.PROFILE_CONTROLS[config.check_profile(profile)].items()}
+
+
 @functools.cache
 def _loaded(name: str) -> models.LoadedModel:
     """Each registry model is loaded once per session (pages build classifiers for several datasets)."""

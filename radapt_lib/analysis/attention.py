@@ -11,7 +11,9 @@ bright, non-semantic regions. Two measurements test that:
   multi-head self-attention output `attn(ln_1(x))` (before layer scale and the residual; the
   N x D tensor h^(1) that R-Adapt's anchor replaces), flattened over tokens, between two different
   images, and between an image and a uniform white image (all pixels 1.0), within one model and
-  across models.
+  across models. Because "the output of the first attention block" can be read several ways,
+  `MEASURES` names the variants that `input_insensitivity(measure=...)` computes; pages state
+  which one their verdict uses.
 """
 from __future__ import annotations
 
@@ -77,15 +79,43 @@ def attention_output(tower: nn.Module, x: torch.Tensor, block: int = 0) -> torch
     return blk.attn(q, q, q, need_weights=False)[0]
 
 
+MEASURES: dict[str, str] = {
+    "attn": "attention output attn(ln_1(x)), all tokens (the tensor R-Adapt's anchor replaces)",
+    "attn [CLS]": "attention output, [CLS] token only",
+    "attn patches": "attention output, patch tokens only",
+    "after residual": "x + ls_1(attn(ln_1(x))): the block's tokens after the attention residual",
+    "block output": "block 1's whole output (after its MLP residual too)",
+}
+
+
 @torch.no_grad()
-def first_block_outputs(model: nn.Module, images: torch.Tensor, batch_size: int = 100) -> torch.Tensor:
-    """Flattened first attention block outputs (n x T*D) of a ZeroShotClassifier for [0, 1] or uint8 images."""
+def block_features(tower: nn.Module, x: torch.Tensor, measure: str = "attn", block: int = 0) -> torch.Tensor:
+    """One of `MEASURES` for normalised images, flattened per image (B x F)."""
+    if measure not in MEASURES:
+        raise ValueError(f"unknown measure {measure!r}: use one of {list(MEASURES)}")
+    blk = tower.transformer.resblocks[block]
+    z = block_input(tower, x, block)
+    q = blk.ln_1(z)
+    attn = blk.attn(q, q, q, need_weights=False)[0]
+    if measure == "block output":
+        feats = blk(z)
+    elif measure == "after residual":
+        feats = z + blk.ls_1(attn)
+    else:
+        feats = {"attn": attn, "attn [CLS]": attn[:, :1], "attn patches": attn[:, 1:]}[measure]
+    return feats.flatten(1)
+
+
+@torch.no_grad()
+def first_block_outputs(model: nn.Module, images: torch.Tensor, batch_size: int = 100,
+                        measure: str = "attn") -> torch.Tensor:
+    """Flattened first-block features (n x F, `measure`) of a ZeroShotClassifier for [0, 1] or uint8 images."""
     device = next(model.parameters()).device
     out = []
     for lo in range(0, images.shape[0], batch_size):
         x = images[lo:lo + batch_size]
         x = (x.float().div(255) if x.dtype == torch.uint8 else x).to(device)
-        out.append(attention_output(model.visual, model.tower_input(x)).flatten(1).float().cpu())
+        out.append(block_features(model.visual, model.tower_input(x), measure).float().cpu())
     return torch.cat(out)
 
 
@@ -104,17 +134,17 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
 
 
 def input_insensitivity(models: Mapping[str, nn.Module], images: torch.Tensor, seed: int = 0,
-                        batch_size: int = 100) -> dict[str, dict[tuple[str, str], Estimate]]:
+                        batch_size: int = 100, measure: str = "attn") -> dict[str, dict[tuple[str, str], Estimate]]:
     """Fig. 10: mean cosine similarity of first attention block outputs, with bootstrap intervals.
 
     "pairs"[(A, B)]: model A on image i vs model B on a different image j (A = B: within a model).
     "white"[(A, B)]: model A on image i vs model B on a uniform white image.
-    Intervals are percentile bootstraps over the images i.
+    Intervals are percentile bootstraps over the images i; `measure` is one of `MEASURES`.
     """
     partner = torch.from_numpy(derangement_pairs(images.shape[0], seed))
     white = torch.ones((1, *images.shape[1:]))
-    outs = {name: first_block_outputs(m, images, batch_size) for name, m in models.items()}
-    whites = {name: first_block_outputs(m, white) for name, m in models.items()}
+    outs = {name: first_block_outputs(m, images, batch_size, measure) for name, m in models.items()}
+    whites = {name: first_block_outputs(m, white, measure=measure) for name, m in models.items()}
     result: dict[str, dict[tuple[str, str], Estimate]] = {"pairs": {}, "white": {}}
     for a in models:
         for b in models:

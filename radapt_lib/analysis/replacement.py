@@ -131,38 +131,56 @@ def saturation_step(frame: pd.DataFrame, share: float = 0.9, column: str = "robu
     return str(reached["step"].iloc[0])
 
 
+def early_reading(part: pd.DataFrame, early_by: str = "B1-MLP", column: str = "robust") -> str:
+    """Is robustness established by step `early_by`? Read from the bootstrap intervals, never the points.
+
+    "early": at `early_by` the interval lies above the unreplaced model's ("none") and does not lie
+    below the best step's; "late": it lies below the best step's interval; "unresolved" otherwise
+    (including when no step rises above "none" beyond the intervals).
+    """
+    part = part.reset_index(drop=True)
+    steps = list(part["step"])
+    none, at = part.iloc[0], part.loc[steps.index(early_by)]
+    best = part.loc[part[column].idxmax()]
+    if best[f"{column}_low"] <= none[f"{column}_high"]:
+        return "unresolved"
+    if at[f"{column}_high"] < best[f"{column}_low"]:
+        return "late"
+    return "early" if at[f"{column}_low"] > none[f"{column}_high"] else "unresolved"
+
+
 def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share: float = 0.9) -> dict:
     """The paper's two readings of replacement curves (rows of `ReplacementCurve.frame()` for several models).
 
-    early:   on the source (ID) dataset, robust accuracy reaches `share` of its total gain by step `early_by`.
+    early:   on the source (ID) dataset, `early_reading` says robustness is established by `early_by`.
     overfit: on every other (OOD) dataset, both clean and robust accuracy are lower for the fully replaced
-             tower than after `early_by` (deep replacements hurt out of distribution).
+             tower than after `early_by`, intervals apart (a clear rise of either contradicts it).
     Each verdict is "supports" (all models / model-dataset pairs), "contradicts" (none) or "partly supports",
-    counting only pairs whose intervals resolve the question ("unresolved": the robust gain on the source data,
-    or both OOD changes, lie inside the bootstrap intervals); "cannot decide" when none resolves it.
+    counting only pairs whose intervals resolve the question; "cannot decide" when none resolves it.
+    The saturation step (`share` of the total gain, point estimates) is reported, not judged.
     """
     out: dict = {"saturation": {}, "b1_attn_share": {}, "early": [], "ood": {}, "both_drop": [], "unresolved": []}
     for (model, dataset), part in curves.groupby(["model", "dataset"], sort=False):
         part = part.reset_index(drop=True)
         steps = list(part["step"])
         if dataset == source:
-            best = part.loc[part["robust"].idxmax()]
-            if best["robust_low"] <= part.loc[0, "robust_high"]:  # no gain beyond the intervals: nothing saturates
-                out["unresolved"].append(f"{model}/{dataset}")
-            sat = saturation_step(part, share)
-            out["saturation"][model] = sat
+            out["saturation"][model] = saturation_step(part, share)
             final = float(part["robust"].iloc[-1])
             if "B1-Attn" in steps:
                 out["b1_attn_share"][model] = 100 * float(part.loc[steps.index("B1-Attn"), "robust"]) / max(final, 1e-9)
-            if early_by in steps and steps.index(sat) <= steps.index(early_by) and f"{model}/{dataset}" not in out["unresolved"]:
+            reading = early_reading(part, early_by) if early_by in steps else "unresolved"
+            if reading == "unresolved":
+                out["unresolved"].append(f"{model}/{dataset}")
+            elif reading == "early":
                 out["early"].append(model)
         elif early_by in steps:
             a, b = part.loc[steps.index(early_by)], part.iloc[-1]
             out["ood"][(model, dataset)] = (float(a["clean"]), float(b["clean"]), float(a["robust"]), float(b["robust"]))
-            if b["clean"] < a["clean"] and b["robust"] < a["robust"]:
+            drop = [b[f"{c}_high"] < a[f"{c}_low"] for c in ("clean", "robust")]
+            rise = [b[f"{c}_low"] > a[f"{c}_high"] for c in ("clean", "robust")]
+            if all(drop):
                 out["both_drop"].append(f"{model}/{dataset}")
-            elif b["clean_low"] <= a["clean_high"] and b["clean_high"] >= a["clean_low"] and \
-                    b["robust_low"] <= a["robust_high"] and b["robust_high"] >= a["robust_low"]:
+            elif not any(rise):  # a clear rise of either contradicts; anything else is inside the intervals
                 out["unresolved"].append(f"{model}/{dataset}")
 
     def word(hits: list, keys: list) -> str:

@@ -13,11 +13,15 @@ Low-pass index (one number, in [-1, 1]):
     LPI = (mean Delta S at r <= cutoff - mean Delta S at r > cutoff) / (mean |Delta S| at r <= cutoff + mean |Delta S| at r > cutoff)
 with r the radial frequency as a fraction of Nyquist and cutoff 0.5 (half the Nyquist radius).
 It is positive when the low band gains relative to the high band (low-pass shift), negative for
-a high-pass shift, and insensitive to the overall scale of the kernels.
+a high-pass shift, and insensitive to the overall scale of the kernels. With 4 x 4 mini kernels the
+low band holds the DC bin and its four nearest neighbours only, so pages also report the index without
+the DC bin and the DC gain on its own; a clean fine-tune (same steps, no adversary) is the control that
+tells AFT's shift from any fine-tuning's.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,30 +62,67 @@ def spectral_shift(robust: torch.Tensor | np.ndarray, standard: torch.Tensor | n
     return Spectrum(r.values - s.values, r.freqs)
 
 
-def low_pass_index(shift: Spectrum, cutoff: float = 0.5) -> float:
-    """Signed, scale-free share of the spectral gain that sits at low frequencies (see module doc)."""
+def low_pass_index(shift: Spectrum, cutoff: float = 0.5, include_dc: bool = True) -> float:
+    """Signed, scale-free share of the spectral gain that sits at low frequencies (see module doc).
+
+    `include_dc=False` leaves the DC bin out of the low band: the DC term only says how much the
+    kernels' mean (their response to a flat patch) changed, not whether low frequencies gained.
+    """
     r = shift.radius
-    low, high = shift.values[r <= cutoff], shift.values[r > cutoff]
+    low = shift.values[(r <= cutoff) & ((r > 0) | include_dc)]
+    high = shift.values[r > cutoff]
     denom = np.abs(low).mean() + np.abs(high).mean()
     return float((low.mean() - high.mean()) / denom) if denom > 0 else 0.0
 
 
+def dc_gain(shift: Spectrum) -> float:
+    """Delta S at the DC bin (zero frequency)."""
+    return float(shift.values[shift.radius == 0][0])
+
+
+def band_gain(shift: Spectrum, low: float, high: float) -> float:
+    """Mean Delta S over bins with low < r <= high (fractions of Nyquist)."""
+    r = shift.radius
+    return float(shift.values[(r > low) & (r <= high)].mean())
+
+
+def low_high_contrast(shift: Spectrum, cutoff: float = 0.5) -> float:
+    """Mean Delta S of the low band without DC minus that of the high band (|DFT| units, not scale-free).
+
+    Unlike the index, it does not blow a near-zero shift up to +-1, so it can compare a model that
+    moved its kernels a lot with one (a clean fine-tune) that barely moved them.
+    """
+    return band_gain(shift, 0.0, cutoff) - band_gain(shift, cutoff, np.inf)
+
+
+def _kernel_magnitudes(weight: torch.Tensor | np.ndarray) -> np.ndarray:
+    """|DFT| of each K x K kernel, averaged over input channels: C_out x K x K (not centred)."""
+    w = np.asarray(weight.detach().cpu().double() if isinstance(weight, torch.Tensor) else weight, dtype=np.float64)
+    return np.abs(np.fft.fft2(w, axes=(-2, -1))).mean(axis=1)
+
+
+def shift_statistic_ci(statistic: Callable[..., float], robust: Sequence[torch.Tensor], standard: torch.Tensor,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Estimate:
+    """`statistic(*shifts)` of the spectral shifts of several towers from one standard one, with a bootstrap CI.
+
+    Output kernels are resampled jointly across the towers: every tower was fine-tuned from the same
+    standard weights, so output channel o is the same filter in all of them (a paired comparison).
+    """
+    mags = [_kernel_magnitudes(w) for w in robust]
+    base = _kernel_magnitudes(standard)
+    freqs = np.fft.fftshift(np.fft.fftfreq(base.shape[-1]))
+
+    def of(idx: np.ndarray) -> float:
+        shifts = [Spectrum(np.fft.fftshift(m[idx].mean(axis=0) - base[idx].mean(axis=0)), freqs) for m in mags]
+        return statistic(*shifts)
+
+    return stats.bootstrap(of, base.shape[0], n_boot=n_boot, level=level, seed=seed)
+
+
 def low_pass_index_ci(robust: torch.Tensor, standard: torch.Tensor, n_boot: int = 1000, seed: int = 0,
-                      cutoff: float = 0.5, level: float = 0.95) -> Estimate:
+                      cutoff: float = 0.5, level: float = 0.95, include_dc: bool = True) -> Estimate:
     """The low-pass index with a bootstrap interval over output channels (kernels resampled in pairs)."""
-    r = np.asarray(robust.detach().cpu().double())
-    s = np.asarray(standard.detach().cpu().double())
-    point = low_pass_index(spectral_shift(r, s), cutoff)
-    size = r.shape[-1]
-    mag_r = np.abs(np.fft.fft2(r, axes=(-2, -1))).mean(axis=1)  # C_out x K x K
-    mag_s = np.abs(np.fft.fft2(s, axes=(-2, -1))).mean(axis=1)
-    freqs = np.fft.fftshift(np.fft.fftfreq(size))
-
-    def index_of(idx: np.ndarray) -> float:
-        delta = np.fft.fftshift(mag_r[idx].mean(axis=0) - mag_s[idx].mean(axis=0))
-        return low_pass_index(Spectrum(delta, freqs), cutoff)
-
-    return stats.bootstrap(index_of, r.shape[0], point=point, n_boot=n_boot, level=level, seed=seed)
+    return shift_statistic_ci(lambda s: low_pass_index(s, cutoff, include_dc), [robust], standard, n_boot, seed, level)
 
 
 def radial_profile(shift: Spectrum, n_bins: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -48,6 +48,21 @@ def sign(est: Estimate) -> str:
     return "supports" if est.low > 0 else ("contradicts" if est.high < 0 else "cannot decide")
 
 
+def spectral(lpi_without_dc: Estimate, vs_control: Estimate | None) -> str:
+    """Page 12: a low-pass shift beyond the DC bin that a clean fine-tune does not also produce.
+
+    `lpi_without_dc`: the low-pass index with the DC bin left out; `vs_control`: the robust model's
+    low-minus-high contrast (without DC) minus the clean fine-tune's, paired over kernels; None when the
+    profile has no control. "partly supports": a low-pass shift that the control's interval does not
+    tell apart from any fine-tuning's.
+    """
+    if lpi_without_dc.high < 0 or (vs_control is not None and vs_control.high < 0):
+        return "contradicts"
+    if lpi_without_dc.low <= 0:
+        return "cannot decide"
+    return "supports" if vs_control is None or vs_control.low > 0 else "partly supports"
+
+
 def bright_attention(diff: Estimate, white: Estimate) -> str:
     """Page 13: more [CLS] attention on bright patches than CLIP (diff), and above uniform (1) on white images.
 
@@ -73,8 +88,12 @@ def insensitivity(self_sims: Mapping[str, Sequence[Estimate]], baseline: str = "
     return hits, _all_some_none(hits, robust)
 
 
-def shapley(diff: Estimate, positive: float, negative: float) -> str:
-    """Page 15: the top head attends more to bright patches than the bottom one, and positive values dominate."""
-    if diff.low > 0 and positive > -negative:
-        return "supports"
-    return "contradicts" if diff.high < 0 or positive <= -negative else "cannot decide"
+def shapley(diff: Estimate, dominance: Estimate) -> str:
+    """Page 15: the top head attends more to bright patches than the bottom one, and positive values dominate.
+
+    `diff`: top minus bottom head's bright-attention share; `dominance`: the sum of positive Shapley values
+    minus the magnitude of the negative ones (both with intervals over images).
+    """
+    if diff.high < 0 or dominance.high < 0:
+        return "contradicts"
+    return "supports" if diff.low > 0 and dominance.low > 0 else "cannot decide"

@@ -10,16 +10,19 @@ is re-exported here from the module of its concern:
 - `text`: `glue_all`, `protocol`, `collapsed`, `plus_summary`;
 - `cost`: inference overhead and training budget;
 - `sweeps`: Table 6's variants and the R-Adapt+ sweeps;
+- `d0rules`: the paper-scaled and the calibrated filter cutoff, side by side;
 - `figures`: the pages' plots.
 
 Everything heavy is cached below it (`evaluation.evaluate` for attacks, `defense.train_anchor` for
 R-Adapt+ anchors).
 """
+from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, calibration_table, paper_gif_clean_cost,
+                      rules_table, validation_images)
 from .cost import budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, training_budget
 from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
-from .sweeps import ABLATION, add_ablation_variants, sweep
+from .sweeps import ABLATION, add_ablation_variants, anchor_epochs, sweep
 from .tables import ci, stack, sweep_table, table1, table6, table_by_eps, training_scale_table, warnings_of
 from .text import collapsed, glue_all, plus_summary, protocol
 from .verdicts import (PAPER_SCALE_GAIN, TABLE1_CLAIMS, Claim, ablation_verdict, claims_table, delta_claims,
@@ -39,7 +42,10 @@ __all__ = [
     # cost
     "time_forward", "inference_overhead", "overhead_pairs", "budget_counts", "training_budget", "cost_verdict",
     # sweeps
-    "ABLATION", "add_ablation_variants", "sweep",
+    "ABLATION", "add_ablation_variants", "anchor_epochs", "sweep",
+    # the two D0 rules
+    "CALIBRATED", "D0_GRID_224", "D0Calibration", "calibrate_d0", "calibration_table", "paper_gif_clean_cost", "rules_table",
+    "validation_images",
     # figures
     "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale",
 ]

@@ -1,6 +1,6 @@
 """Ablations and sweeps: Table 6's component split, Fig. 7's alpha / D0 sweeps and Tables 7/8's training scale.
 
-`add_ablation_variants` registers Table 6's rows (GIF only, FRA only, both) on a study; `sweep`
+`anchor_epochs` follows one R-Adapt+ anchor through its training on held-out images. `add_ablation_variants` registers Table 6's rows (GIF only, FRA only, both) on a study; `sweep`
 registers and evaluates R-Adapt+ variants along one setting (alpha, D0, training images or epochs)
 and returns their dataset averages. `ABLATION` and the `_paper_*` helpers read the paper's
 corresponding numbers from `reference` for the tables and verdicts.
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import defense, reference
-from .study import Study, average
+from .. import defense, evaluation, reference, stats
+from .study import PLUS_DEFAULT, Study, average
 
 
 ABLATION = {"CLIP": (False, False), "FRA only": (False, True), "GIF only": (True, False), "R-Adapt+": (True, True)}
@@ -70,3 +70,36 @@ def sweep(study: Study, param: str, values: Sequence[float], anchor: torch.Tenso
     avg = average(study, frame)
     avg[param] = [float(values[names.index(m)]) for m in avg["method"]]
     return avg
+
+
+def anchor_epochs(study: Study, images: dict, attack: str, eps_255: float, n_iter: int | None) -> pd.DataFrame:
+    """The default R-Adapt+ anchor after every epoch (epoch 0: the white anchor it starts from), on held-out images.
+
+    `images`: per dataset, images the anchor never trained on and no table evaluates on (validation); the
+    attack is the page's (stronger than the PGD-2 inner attack of training). Per-epoch anchors are cache hits:
+    a run caches every epoch it passes through. Columns: epoch, train loss (adversarial CE of that epoch),
+    clean / robust accuracy pooled over datasets with CIs, and robust minus epoch 0 (paired, pp).
+    """
+    cfg = PLUS_DEFAULT[study.profile]
+    anchors = {0: study.white_anchor("CLIP")}
+    losses = {0: float("nan")}
+    for e in range(1, cfg.epochs + 1):
+        run = study.train_plus(name=f"R-Adapt+ epoch {e}", register=False, progress=False, epochs=e)
+        anchors[e], losses[e] = run.anchor, run.losses[-1]
+    correct = {}
+    for e, anchor in anchors.items():
+        clean, robust = [], []
+        for d, imgs in images.items():
+            model = defense.defend(study.classifier("CLIP", d), anchor, cfg.alpha, cfg.beta, cfg.d0_224)
+            res = evaluation.evaluate(model, imgs, attack, eps_255 / 255, label=f"anchor epoch {e}/{d}", n_iter=n_iter, seed=study.seed)
+            clean.append(res.clean_pred == res.labels)
+            robust.append((res.clean_pred == res.labels) & (res.adv_pred == res.labels))
+        correct[e] = (100.0 * np.concatenate(clean), 100.0 * np.concatenate(robust))
+    rows = []
+    for e in anchors:
+        c, r = stats.bootstrap_mean(correct[e][0], seed=study.seed), stats.bootstrap_mean(correct[e][1], seed=study.seed)
+        gain = stats.bootstrap_diff(correct[e][1], correct[0][1], seed=study.seed)
+        rows.append({"epoch": e, "train adversarial CE": round(losses[e], 3), "clean": c.mean, "clean_lo": c.low, "clean_hi": c.high,
+                     "robust": r.mean, "robust_lo": r.low, "robust_hi": r.high, "robust vs epoch 0": gain.fmt(1),
+                     "gain": gain.mean, "gain_lo": gain.low, "gain_hi": gain.high})
+    return pd.DataFrame(rows)
