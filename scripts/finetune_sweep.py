@@ -4,10 +4,9 @@
 
 Starts from the released mini-clip with the zoo's fine-tuning config, `steps` (and optionally the inner
 attack's steps and the learning rate) replaced (the cosine schedule spans the whole run, so only the last
-point is a finished run of that length). At every
-`every` steps it measures, on fixed seeded test images: clean and PGD-10 robust accuracy (l-inf
-4/255) on the source split (animals) and clean accuracy on the unseen classes (vehicles), with 95%
-bootstrap CIs. Writes data_cache/sweeps/<name>-<steps>.json and prints the curve. Nothing is released.
+point is a finished run of that length). Every `every` steps it measures, on fixed seeded test images of
+the source split (animals), clean and PGD-10 robust accuracy (l-inf 4/255) with 95% bootstrap CIs.
+Writes data_cache/sweeps/<name>-<steps>-pgd<k>-lr<lr>.json and prints the curve. Nothing is released.
 """
 from __future__ import annotations
 
@@ -39,9 +38,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the zoo's)")
     args = parser.parse_args()
     config.setup(0)
-    cfg = replace(training.MINI_FINETUNES[args.name], steps=args.steps, eval_every=args.every)
-    cfg = replace(cfg, pgd_steps=args.pgd_steps if args.pgd_steps is not None else cfg.pgd_steps,
-                  lr=args.lr if args.lr is not None else cfg.lr)
+    overrides = {k: v for k, v in (("pgd_steps", args.pgd_steps), ("lr", args.lr)) if v is not None}
+    cfg = replace(training.MINI_FINETUNES[args.name], steps=args.steps, eval_every=args.every, **overrides)
     state, log = training.finetune(zoo.load_state("mini-clip"), training.MiniClipConfig(), cfg, args.name,
                                    on_checkpoint=measure(args.n, seed=0))
     out = config.cache_dir() / "sweeps" / f"{args.name}-{args.steps}-pgd{cfg.pgd_steps}-lr{cfg.lr:g}.json"
