@@ -5,7 +5,7 @@
   encoder sees). D0 is given at 224 px (paper: 40) and scaled with the resolution (`d0_at`).
 * `FixedAnchorAttention`: replaces block 1's attention sub-layer output h by alpha * A + beta * h.
 * Anchors (Sec. 4.2): `white_anchor` (Eq. 6 training-free / Eq. 7 model-guided, depending on the
-  tower given) and `train_anchor` (Eq. 8, R-Adapt+, cached).
+  tower given); the data-driven anchor (Eq. 8, R-Adapt+) is trained in `plus`.
 * `defend(classifier, anchor, alpha, beta, d0_224)`: one call that returns the defended copy of a
   ZeroShotClassifier; filter and anchor live inside the model (as buffers), so every attack and
   evaluation goes through them end-to-end and the evaluation cache key covers the defense.
@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import copy
 import math
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from . import attacks, cache, config, reference
-from .data import ImageSet
+from . import reference
 from .zeroshot import Normalize, ZeroShotClassifier
 
 PAPER_RESOLUTION = 224
@@ -210,138 +207,3 @@ PRESETS: dict[str, Preset] = {
 def defend_preset(classifier: ZeroShotClassifier, preset: str | Preset, anchor: torch.Tensor) -> ZeroShotClassifier:
     p = PRESETS[preset] if isinstance(preset, str) else preset
     return defend(classifier, anchor, p.alpha, p.beta, p.d0_224)
-
-
-# --- R-Adapt+ (Eq. 8) -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class AnchorTrainConfig:
-    """R-Adapt+ anchor optimisation: CE on PGD examples made against the defended model each step.
-
-    Paper: 2k ImageNet images, 10 epochs, eps 4/255, alpha 0.8, beta 0.2, D0 40 (optimiser and
-    inner attack unstated). Constant learning rate, so a run to E epochs passes through the run
-    to any E' < E, and a longer run resumes from the cached shorter one.
-    """
-
-    n_images: int = 1000
-    epochs: int = 5
-    eps: float = 4 / 255
-    pgd_steps: int = 2
-    batch_size: int = 50
-    lr: float = 1e-2
-    alpha: float = 0.8
-    beta: float = 0.2
-    d0_224: float = 40.0
-    seed: int = 0
-
-
-@dataclass
-class AnchorRun:
-    anchor: torch.Tensor
-    config: AnchorTrainConfig
-    losses: list[float] = field(default_factory=list)  # mean adversarial CE per epoch
-    seconds: float = 0.0  # wall-clock of all epochs (including those resumed from)
-    images_seen: int = 0  # clean images x epochs
-    state: dict = field(default_factory=dict)  # optimiser and generator state, to resume
-
-
-def _anchor_spec(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig) -> dict:
-    from .evaluation import fingerprint
-
-    return {"model": fingerprint(classifier), "images": fingerprint(images.images), "labels": fingerprint(images.labels),
-            "config": asdict(cfg), "threads": config.CPU_THREADS, **cache.code_spec("defense", "attacks", "zeroshot")}
-
-
-def _train_epochs(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig,
-                  start: AnchorRun | None, progress: bool, on_epoch=None) -> AnchorRun:
-    from tqdm import tqdm
-
-    init = start.anchor if start is not None else white_anchor(classifier)
-    model = defend(classifier, init, cfg.alpha, cfg.beta, cfg.d0_224)
-    fra = first_block(tower_of(model)).attn
-    fra.anchor.requires_grad_(True)
-    opt = torch.optim.Adam([fra.anchor], lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    losses, seconds, done = [], 0.0, 0
-    if start is not None:
-        opt.load_state_dict(start.state["optimizer"])
-        gen.set_state(start.state["generator"])
-        losses, seconds, done = list(start.losses), start.seconds, len(start.losses)
-    device = model.mean.device
-    t0 = time.perf_counter()
-    n = len(images)
-    for _ in tqdm(range(done, cfg.epochs), desc="R-Adapt+ anchor", unit="epoch", disable=not progress, leave=False):
-        order = torch.randperm(n, generator=gen)
-        total = 0.0
-        for lo in range(0, n, cfg.batch_size):
-            idx = order[lo:lo + cfg.batch_size]
-            x = images.images[idx].float().div(255).to(device)
-            y = images.labels[idx].to(device)
-            x_adv = attacks.pgd_maximize(lambda z: F.cross_entropy(model(z), y, reduction="sum"), x, cfg.eps,
-                                         cfg.pgd_steps, generator=gen)
-            loss = F.cross_entropy(model(x_adv), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        losses.append(total / n)
-        run = AnchorRun(fra.anchor.detach().clone(), _with_epochs(cfg, len(losses)), list(losses),
-                        seconds + time.perf_counter() - t0, n * len(losses),
-                        {"optimizer": copy.deepcopy(opt.state_dict()), "generator": gen.get_state()})
-        if on_epoch is not None and len(losses) < cfg.epochs:
-            on_epoch(run)
-    return run
-
-
-def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig = AnchorTrainConfig(),
-                 progress: bool = True) -> AnchorRun:
-    """Eq. 8 (R-Adapt+): the anchor trained on `images` (first cfg.n_images) against the defended model.
-
-    The classifier (standard CLIP with the training classes' head) stays frozen; A starts from its
-    white response. Cached per config; a longer run resumes from the longest cached shorter one, and
-    every intermediate epoch is cached too (a shorter run after a longer one is a cache hit).
-    """
-    config.setup(cfg.seed)
-    if cfg.epochs < 1:
-        raise ValueError(f"train_anchor needs epochs >= 1, got {cfg.epochs}")
-    if len(images) < cfg.n_images:
-        raise ValueError(f"train_anchor needs {cfg.n_images} images, got {len(images)}")
-    images = ImageSet(images.images[:cfg.n_images], images.labels[:cfg.n_images], images.classnames, images.source)
-
-    def compute() -> AnchorRun:
-        start = None
-        for shorter in range(cfg.epochs - 1, 0, -1):
-            path = cache.path_for("anchors", _anchor_spec(classifier, images, _with_epochs(cfg, shorter)))
-            if path.exists():
-                try:
-                    start = cache.load_checked(path)["value"]
-                    break
-                except cache.CorruptCacheError:
-                    continue
-
-        def save(run: AnchorRun) -> None:
-            spec = _anchor_spec(classifier, images, run.config)
-            path = cache.path_for("anchors", spec)
-            if not path.exists():
-                cache.save_atomic({"spec": spec, "value": run}, path)
-
-        return _train_epochs(classifier, images, cfg, start, progress, save)
-
-    return cache.cached("anchors", _anchor_spec(classifier, images, cfg), compute)
-
-
-def _with_epochs(cfg: AnchorTrainConfig, epochs: int) -> AnchorTrainConfig:
-    return AnchorTrainConfig(**{**asdict(cfg), "epochs": epochs})
-
-
-def anchor_loss(classifier: ZeroShotClassifier, anchor: torch.Tensor, images: ImageSet, cfg: AnchorTrainConfig,
-                seed: int = 0) -> float:
-    """Mean CE of the defended model on PGD examples (cfg's eps and steps): the quantity Eq. 8 minimises."""
-    model = defend(classifier, anchor, cfg.alpha, cfg.beta, cfg.d0_224)
-    gen = torch.Generator().manual_seed(seed)
-    x = images.images.float().div(255)
-    y = images.labels
-    x_adv = attacks.pgd_maximize(lambda z: F.cross_entropy(model(z), y, reduction="sum"), x, cfg.eps, cfg.pgd_steps,
-                                 generator=gen)
-    with torch.no_grad():
-        return float(F.cross_entropy(model(x_adv), y))

@@ -55,12 +55,21 @@ class EvalResult:
     def n(self) -> int:
         return int(self.labels.size)
 
+    def correct(self, which: str = "robust") -> np.ndarray:
+        """Per-image booleans: right clean ("clean"), or right both clean and attacked ("robust")."""
+        ok = self.clean_pred == self.labels
+        if which == "clean":
+            return ok
+        if which != "robust":
+            raise ValueError(f"which={which!r}: use 'clean' or 'robust'")
+        return ok & (self.adv_pred == self.labels)
+
     def clean(self) -> Estimate:
-        return accuracy(self.clean_pred == self.labels)
+        return accuracy(self.correct("clean"))
 
     def robust(self) -> Estimate:
         """A point counts as robust only if it is classified right both clean and attacked."""
-        return accuracy((self.adv_pred == self.labels) & (self.clean_pred == self.labels))
+        return accuracy(self.correct("robust"))
 
     def clean_top_share(self) -> float:
         return top_class_share(self.clean_pred)
@@ -104,13 +113,21 @@ def _run(model, images, attack, eps, label, settings, n_iter, n_restarts, n_quer
         x = images.images[lo:lo + batch_size].float().div(255).to(device)
         y = images.labels[lo:lo + batch_size].to(device)
         with torch.no_grad():
-            clean.append(model(x).argmax(1).cpu())
-        result = attacks.attack(model, x, y, attack, eps, n_iter=n_iter, n_restarts=n_restarts,
-                                n_queries=n_queries, seed=seed + b)
-        warnings.extend(m for m in result.warnings if m not in warnings)
+            pred = model(x).argmax(1)
+        clean.append(pred.cpu())
+        # As AutoAttack does: a point misclassified clean is not robust whatever the attack does, so only the
+        # others are attacked (the rest keep x_adv = x); robust accuracy is unchanged, the cost falls.
+        hit = (pred == y).nonzero().squeeze(1)
+        x_adv = x.clone()
+        if hit.numel():
+            result = attacks.attack(model, x[hit], y[hit], attack, eps, n_iter=n_iter, n_restarts=n_restarts,
+                                    n_queries=n_queries, seed=seed + b)
+            warnings.extend(m for m in result.warnings if m not in warnings)
+            x_adv[hit] = result.x_adv
+        attacks.check_perturbation(x, x_adv, eps)
         with torch.no_grad():
-            adv.append(model(result.x_adv).argmax(1).cpu())
+            adv.append(model(x_adv).argmax(1).cpu())
         if keep_adv:
-            advs.append(result.x_adv.cpu())
+            advs.append(x_adv.cpu())
     return EvalResult(label, attack, eps, images.labels.numpy().copy(), torch.cat(clean).numpy(), torch.cat(adv).numpy(),
                       torch.cat(advs) if keep_adv else None, warnings, time.perf_counter() - start, settings)

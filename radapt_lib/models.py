@@ -41,7 +41,9 @@ PAPER_MODELS: dict[str, PaperModelSpec] = {
     "tga4-vit-l-14": PaperModelSpec("ViT-L-14", method="TGA", checkpoint_env="RADAPT_TGA_CHECKPOINT"),
 }
 MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA",
-                               "mini-clean": "Clean-FT"}
+                               "mini-clean": "Clean-FT",
+                               **{f"{n}-s{s}": {"mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA"}[n]
+                                  for n in training.SEEDED for s in training.EXTRA_SEEDS}}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {
@@ -62,6 +64,14 @@ class LoadedModel:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     info: dict[str, Any]
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """The registry name of `name` trained with another seed; `name` itself where the zoo has no replica
+    (seed 0, mini-clip's single pre-training run, and the fine-tunes not in `training.SEEDED`)."""
+    if seed not in (0, *training.EXTRA_SEEDS):
+        raise ValueError(f"no seed-{seed} replicas: the zoo releases seeds {training.EXTRA_SEEDS} of {training.SEEDED}")
+    return f"{name}-s{seed}" if seed and name in training.SEEDED else name
 
 
 def check_model(name: str) -> str:

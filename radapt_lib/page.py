@@ -224,10 +224,24 @@ def _numbers(name: str, value: Any) -> list:
     return [check_number(name, v) for v in parse_list(name, value, example=(0.5, 0.8))]
 
 
+def _training_seeds(name: str, value: Any) -> list[int]:
+    from .training import EXTRA_SEEDS
+
+    if value is None or (isinstance(value, (list, tuple, str)) and str(value).strip() in ("", "[]", "()")):
+        return []
+    seeds = [check_count(name, v, minimum=1) for v in parse_list(name, value, example=EXTRA_SEEDS)]
+    missing = [s for s in seeds if s not in EXTRA_SEEDS]
+    if missing:
+        raise ParameterError(f"{name}: no released replicas for seed(s) {missing}; the zoo holds seeds {list(EXTRA_SEEDS)} "
+                             f"(e.g. {_example(name, EXTRA_SEEDS)}), or [] for none")
+    return seeds
+
+
 EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "vit_batch": check_count, "repeats": check_count,  # cost page
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
     "train_sizes": _counts, "train_epochs": _counts,  # training-scale page
+    "training_seeds": _training_seeds,  # Table 1 page: the released seed replicas to repeat the claims with
 }
 
 

@@ -70,6 +70,15 @@ def bootstrap_diff(a, b, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 
     return bootstrap_mean(a - b, n_boot, level, seed)
 
 
+def bootstrap_two_sample(a, b, n_boot: int = N_BOOT, level: float = 0.95, seed: int = 0) -> Estimate:
+    """Percentile bootstrap of mean(a) - mean(b) for values on different units (e.g. two datasets' images)."""
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    if a.size == 0 or b.size == 0:
+        raise ValueError("bootstrap_two_sample needs values on both sides")
+    boots = a[resamples(a.size, n_boot, seed)].mean(axis=1) - b[resamples(b.size, n_boot, seed + 1)].mean(axis=1)
+    return percentile_interval(a.mean() - b.mean(), boots, level, a.size + b.size)
+
+
 def accuracy(correct) -> Estimate:
     """Accuracy in percent with its bootstrap interval, from a boolean per-image vector."""
     return bootstrap_mean(100.0 * np.asarray(correct, dtype=np.float64))

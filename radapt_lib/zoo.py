@@ -24,7 +24,7 @@ from open_clip.model import CLIP
 from . import config, training
 
 RETRAIN = "scripts/train_zoo.sh"
-ORDER = ("mini-clip", "mini-fare", "mini-tecoa", "mini-tga", "mini-clean")
+ORDER = ("mini-clip", *training.MINI_FINETUNES)  # fine-tunes, the clean control, then the seed replicas
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance: float noise between CPUs is
@@ -205,10 +205,17 @@ def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:
     return file_sha256(path)
 
 
-def write_manifest(models: dict[str, dict[str, Any]]) -> None:
+def write_manifest(models: dict[str, dict[str, Any]] | None = None, **sections: Any) -> None:
+    """Rewrite the manifest: `models` and any named section (e.g. the released anchors) replace theirs, the rest is kept."""
     path = manifest_path()
-    payload = {"format": 1, "about": "Released mini zoo; see README 'The released zoo'. Written by " + RETRAIN,
-               "models": {name: models[name] for name in ORDER if name in models}}
+    try:
+        payload = read_manifest()
+    except ZooError:
+        payload = {}
+    payload.update({"format": 1, "about": "Released mini zoo; see README 'The released zoo'. Written by " + RETRAIN})
+    if models is not None:
+        payload["models"] = {name: models[name] for name in ORDER if name in models}
+    payload.update(sections)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=1)

@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from radapt_lib import config, zoo
+from radapt_lib import config, plus, zoo
 
 
 def release(name: str, models: dict) -> dict:
@@ -35,14 +35,33 @@ def check() -> int:
     return 0
 
 
+def release_anchors(from_cache: bool) -> int:
+    """Re-release every released R-Adapt+ anchor (and, from_cache, every anchor the local cache trained)."""
+    pairs = {plus.identity(r["origin"], plus.AnchorTrainConfig(**r["config"])): (r["origin"], plus.AnchorTrainConfig(**r["config"]))
+             for r in plus.anchor_records().values()}
+    if from_cache:
+        pairs.update({plus.identity(o, c): (o, c) for o, c in plus.cached_origins()})
+    if not pairs:
+        print("no anchors to release: build the book first, then run with --from-cache")
+        return 1
+    rows = plus.release_anchors(list(pairs.values()))
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"models to retrain (default: all of {zoo.ORDER})")
     parser.add_argument("--check", action="store_true", help="only retrain the prefixes and compare with the manifest")
+    parser.add_argument("--anchors", action="store_true", help="re-release the R-Adapt+ anchors (not the models)")
+    parser.add_argument("--from-cache", action="store_true",
+                        help="with --anchors: also release every anchor that the local cache trained (e.g. after a book build)")
     args = parser.parse_args(argv)
     config.setup(0)
     if args.check:
         return check()
+    if args.anchors:
+        return release_anchors(args.from_cache)
     names = [zoo.check_name(n) for n in args.names] or list(zoo.ORDER)
     try:
         models = dict(zoo.read_manifest().get("models", {}))

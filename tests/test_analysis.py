@@ -397,3 +397,14 @@ def test_low_high_contrast_is_not_scale_free():
     smoothed = standard + 0.5 * blur  # a low-pass addition: low bins gain more than high ones
     big, small = spectral.spectral_shift(smoothed, standard), spectral.spectral_shift(standard + 0.005 * blur, standard)
     assert spectral.low_high_contrast(big) > spectral.low_high_contrast(small) > 0
+
+
+def test_tradeoff_reading_needs_robust_up_and_clean_down_beyond_the_intervals():
+    # in distribution, early swaps: robust 0 -> 40 and clean 80 -> 70 (intervals +-2): the paper's trade-off
+    assert replacement.tradeoff_reading(_curve([0, 10, 30, 40, 41, 42], clean=[80, 78, 74, 70, 69, 68])) == "trade-off"
+    # robust rises, clean rises clearly: no trade-off
+    assert replacement.tradeoff_reading(_curve([0, 10, 30, 40, 41, 42], clean=[80, 82, 84, 86, 86, 86])) == "no trade-off"
+    # clean within the intervals: unresolved
+    assert replacement.tradeoff_reading(_curve([0, 10, 30, 40, 41, 42], clean=[80, 80, 79, 78, 78, 78])) == "unresolved"
+    r = replacement.readings(_curve([0, 10, 30, 40, 41, 42], clean=[80, 78, 74, 70, 69, 68]), source="id")
+    assert r["tradeoff"] == {"R": "trade-off"} and r["tradeoff_verdict"] == "supports"

@@ -1,4 +1,5 @@
 """R-Adapt's defense on tiny random towers: filter, anchor, defend(), R-Adapt+ training."""
+import dataclasses
 import math
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from radapt_lib import defense
+from radapt_lib import defense, plus
 from radapt_lib.data import ImageSet
 from radapt_lib.training import MiniClipConfig, build_mini_clip
 from radapt_lib.zeroshot import ZeroShotClassifier
@@ -96,26 +97,44 @@ def test_white_anchor_equals_block_attention_output_on_white():
     assert torch.allclose(anchor, tower_anchor)
 
 
+def _synthetic(n=24):
+    gen = torch.Generator().manual_seed(1)
+    return ImageSet((torch.rand(n, 3, 16, 16, generator=gen) * 255).to(torch.uint8),
+                    torch.randint(0, 3, (n,), generator=gen), ("c0", "c1", "c2"), "synthetic")
+
+
 def test_train_anchor_reduces_its_loss(tmp_path, monkeypatch):
     monkeypatch.setenv("RADAPT_CACHE", str(tmp_path))
-    model = tiny_classifier()
-    gen = torch.Generator().manual_seed(1)
-    images = ImageSet((torch.rand(24, 3, 16, 16, generator=gen) * 255).to(torch.uint8),
-                      torch.randint(0, 3, (24,), generator=gen), ("c0", "c1", "c2"), "synthetic")
-    cfg = defense.AnchorTrainConfig(n_images=24, epochs=4, pgd_steps=1, batch_size=8, lr=5e-2)
-    run = defense.train_anchor(model, images, cfg, progress=False)
-    start = defense.anchor_loss(model, defense.white_anchor(model), images, cfg)
-    end = defense.anchor_loss(model, run.anchor, images, cfg)
+    model, images = tiny_classifier(), _synthetic()
+    cfg = plus.AnchorTrainConfig(n_images=24, epochs=4, pgd_steps=1, batch_size=8, lr=5e-2)
+    run = plus.train_anchor(model, images, cfg, progress=False)
+    start = plus.anchor_loss(model, defense.white_anchor(model), images, cfg)
+    end = plus.anchor_loss(model, run.anchor, images, cfg)
     assert end < start
     assert len(run.losses) == 4 and run.images_seen == 96
     # resuming: a 4-epoch run from a cached 2-epoch run equals a straight 4-epoch run
     monkeypatch.setenv("RADAPT_CACHE", str(tmp_path / "resume"))
-    defense.train_anchor(model, images, defense._with_epochs(cfg, 2), progress=False)
-    resumed = defense.train_anchor(model, images, cfg, progress=False)
+    plus.train_anchor(model, images, dataclasses.replace(cfg, epochs=2), progress=False)
+    resumed = plus.train_anchor(model, images, cfg, progress=False)
     assert torch.equal(resumed.anchor, run.anchor)
     # every intermediate epoch is cached: a shorter run after a longer one is a hit, equal to its snapshot
-    shorter = defense.train_anchor(model, images, defense._with_epochs(cfg, 3), progress=False)
+    shorter = plus.train_anchor(model, images, dataclasses.replace(cfg, epochs=3), progress=False)
     assert shorter.losses == run.losses[:3]
+
+
+def test_fixed_examples_are_made_once_against_the_undefended_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADAPT_CACHE", str(tmp_path))
+    model, images = tiny_classifier(), _synthetic()
+    cfg = plus.AnchorTrainConfig(n_images=24, epochs=3, pgd_steps=2, batch_size=8, lr=5e-2, examples="fixed")
+    fixed = plus.fixed_examples(model, images, cfg)
+    x = images.images.float().div(255)
+    assert fixed.shape == x.shape and (fixed - x).abs().max() <= cfg.eps + 1e-6 and not torch.equal(fixed, x)
+    assert torch.equal(fixed, plus.fixed_examples(model, images, cfg))  # deterministic: a resumed run sees the same set
+    run = plus.train_anchor(model, images, cfg, progress=False)
+    minmax = plus.train_anchor(model, images, dataclasses.replace(cfg, examples="minmax"), progress=False)
+    assert run.losses[-1] < run.losses[0] and not torch.equal(run.anchor, minmax.anchor)
+    with pytest.raises(ValueError, match="unknown anchor examples"):
+        plus.train_anchor(model, images, dataclasses.replace(cfg, examples="both"), progress=False)
 
 
 def test_defend_vit_b32_forward_at_224():

@@ -205,3 +205,48 @@ def test_claims_table_pools_datasets_and_takes_a_claims_own_attack(study, frame)
     table = rtables.claims_table(study, [own], "square", 99.0)  # the claim's own attack and eps win
     assert table.loc["pgd_4", "claim"] == "A - B, robust, pgd 4/255"
     assert table.loc["pgd_4", "verdict"] == "same sign, consistent with the paper's size"
+
+
+def test_seed_claims_repeat_each_claim_per_training_seed(study, frame, monkeypatch):
+    from types import SimpleNamespace
+
+    study.zoo.update({m: SimpleNamespace(name=m.lower()) for m in ("A", "B", "C")})
+    # seed 1 swaps A for a replica that is robust on far fewer images; B and C have no replica
+    replica = {**RESULTS, ("A", "d1"): _result(ALL, i < 30), ("A", "d2"): _result(ALL, i < 30)}
+
+    def reseeded(seed):
+        other = Study("mini", study.datasets, N, 0, {**study.zoo, "A": SimpleNamespace(name=f"a-s{seed}")}, study.images,
+                      dict(study.variants), {}, None, dict(study._classifiers))
+        monkeypatch.setattr(other, "train_plus", lambda **kw: None)
+        return other
+
+    monkeypatch.setattr(study, "with_training_seed", reseeded)
+    monkeypatch.setattr(evaluation, "evaluate", lambda model, images, attack, eps, *, label, **kw: replica[tuple(label.split("/"))])
+    claims = (Claim("ab", "A", "B", "robust", 30.0), Claim("cb", "C", "B", "clean", -45.0))
+    table = rtables.seed_claims(study, claims, "pgd", EPS, None, [1])
+    assert list(table.columns[:3]) == ["claim", "seed 0", "seed 1"]
+    assert table.loc["ab", "spread over seeds (pp)"] == pytest.approx(25.0, abs=0.1)  # A - B: 30 pp -> 5 pp
+    assert table.loc["ab", "verdict across seeds"].startswith("differs: seed 0: same sign")
+    assert table.loc["cb", "verdict across seeds"].startswith("one training run only")
+    summary = rtables.seed_summary(table)
+    assert summary["seed_n"] == "2" and summary["seed_same"] == "0 of 1" and summary["seed_tested"] == "A - B, robust"
+
+
+def test_two_sample_bootstrap_resamples_each_side_on_its_own():
+    a, b = np.r_[np.ones(50), np.zeros(50)] * 100, np.r_[np.ones(20), np.zeros(80)] * 100
+    est = stats.bootstrap_two_sample(a, b)
+    assert est.mean == pytest.approx(30.0) and est.low < 30 < est.high and est.low > 15 and est.n == 200
+    with pytest.raises(ValueError):
+        stats.bootstrap_two_sample(a, [])
+
+
+def test_paper_values_of_the_per_dataset_claims_come_from_table1():
+    from radapt_lib import reference
+    from radapt_lib.rtables.verdicts import _paper_dataset_diff
+
+    t = reference.TABLE1_AUTOATTACK
+    assert _paper_dataset_diff("R-Adapt+", "FARE", "robust", True) == round(t["R-Adapt+"]["ImageNet"] - t["FARE"]["ImageNet"], 1)
+    others = [d for d in reference.TABLE1_DATASETS if d != "ImageNet"]
+    assert len(others) == 15
+    assert _paper_dataset_diff("R-Adapt+", "CLIP", "robust", False) == round(
+        sum(t["R-Adapt+"][d] - t["CLIP"][d] for d in others) / 15, 1)

@@ -149,6 +149,21 @@ def early_reading(part: pd.DataFrame, early_by: str = "B1-MLP", column: str = "r
     return "early" if at[f"{column}_low"] > none[f"{column}_high"] else "unresolved"
 
 
+def tradeoff_reading(part: pd.DataFrame, early_by: str = "B1-MLP") -> str:
+    """Fig. 4 (i), in distribution: does swapping in the early modules (up to `early_by`) raise robust accuracy
+    while clean accuracy falls? Intervals apart from the unreplaced model's: "trade-off" (both), "no trade-off"
+    (robust clearly falls or clean clearly rises), else "unresolved"."""
+    part = part.reset_index(drop=True)
+    none, at = part.iloc[0], part.loc[list(part["step"]).index(early_by)]
+    up = lambda c: at[f"{c}_low"] > none[f"{c}_high"]  # noqa: E731
+    down = lambda c: at[f"{c}_high"] < none[f"{c}_low"]  # noqa: E731
+    if up("robust") and down("clean"):
+        return "trade-off"
+    if down("robust") or up("clean"):
+        return "no trade-off"
+    return "unresolved"
+
+
 def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share: float = 0.9) -> dict:
     """The paper's two readings of replacement curves (rows of `ReplacementCurve.frame()` for several models).
 
@@ -159,7 +174,8 @@ def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share:
     counting only pairs whose intervals resolve the question; "cannot decide" when none resolves it.
     The saturation step (`share` of the total gain, point estimates) is reported, not judged.
     """
-    out: dict = {"saturation": {}, "b1_attn_share": {}, "early": [], "ood": {}, "both_drop": [], "unresolved": []}
+    out: dict = {"saturation": {}, "b1_attn_share": {}, "early": [], "ood": {}, "both_drop": [], "unresolved": [],
+                 "tradeoff": {}}
     for (model, dataset), part in curves.groupby(["model", "dataset"], sort=False):
         part = part.reset_index(drop=True)
         steps = list(part["step"])
@@ -168,6 +184,8 @@ def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share:
             final = float(part["robust"].iloc[-1])
             if "B1-Attn" in steps:
                 out["b1_attn_share"][model] = 100 * float(part.loc[steps.index("B1-Attn"), "robust"]) / max(final, 1e-9)
+            if early_by in steps:
+                out["tradeoff"][model] = tradeoff_reading(part, early_by)
             reading = early_reading(part, early_by) if early_by in steps else "unresolved"
             if reading == "unresolved":
                 out["unresolved"].append(f"{model}/{dataset}")
@@ -190,6 +208,10 @@ def readings(curves: pd.DataFrame, source: str, early_by: str = "B1-MLP", share:
         hit = [k for k in decided if k in hits]
         return "supports" if len(hit) == len(decided) else ("contradicts" if not hit else "partly supports")
 
+    decided = {m: r for m, r in out["tradeoff"].items() if r != "unresolved"}
+    hits = [m for m, r in decided.items() if r == "trade-off"]
+    out["tradeoff_verdict"] = ("cannot decide" if not decided else "supports" if len(hits) == len(decided)
+                               else "contradicts" if not hits else "partly supports")
     id_keys = [f"{m}/{source}" for m in out["saturation"]]
     out["early_verdict"] = word([f"{m}/{source}" for m in out["early"]], id_keys)
     out["ood_verdict"] = word(out["both_drop"], [f"{m}/{d}" for m, d in out["ood"]])

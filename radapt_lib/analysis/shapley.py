@@ -171,7 +171,7 @@ def head_shapley_reattacked(model: nn.Module, images, attack: str, eps: float, b
         attn.keep.copy_(_keep(coalition, n_heads))
         res = evaluation.evaluate(masked, images, attack, eps, label=f"heads {coalition}", n_iter=n_iter, seed=seed,
                                   code=("analysis.shapley",))
-        return 100.0 * ((res.adv_pred == res.labels) & (res.clean_pred == res.labels)).astype(np.float64)
+        return 100.0 * res.correct("robust").astype(np.float64)
 
     return _shapley(value, n_heads, "standard" if standard_visual is not None else "zero",
                     n_permutations, seed, max_exact_heads)

@@ -44,15 +44,19 @@ class Spectrum:
         return np.sqrt(fu**2 + fv**2) / 0.5
 
 
-def kernel_spectrum(weight: torch.Tensor | np.ndarray, pad_to: int | None = None) -> Spectrum:
-    """Mean |DFT| over all (out, in) kernels of a C_out x C_in x K x K weight, centred."""
+def _kernel_magnitudes(weight: torch.Tensor | np.ndarray, pad_to: int | None = None) -> np.ndarray:
+    """|DFT| of each K x K kernel (zero-padded to pad_to), averaged over input channels: C_out x K x K, not centred."""
     w = np.asarray(weight.detach().cpu().double() if isinstance(weight, torch.Tensor) else weight, dtype=np.float64)
     if w.ndim == 2:
         w = w[None, None]
     size = pad_to or w.shape[-1]
-    mag = np.abs(np.fft.fft2(w, s=(size, size), axes=(-2, -1)))
-    mean = mag.reshape(-1, size, size).mean(axis=0)
-    return Spectrum(np.fft.fftshift(mean), np.fft.fftshift(np.fft.fftfreq(size)))
+    return np.abs(np.fft.fft2(w, s=(size, size), axes=(-2, -1))).mean(axis=1)
+
+
+def kernel_spectrum(weight: torch.Tensor | np.ndarray, pad_to: int | None = None) -> Spectrum:
+    """Mean |DFT| over all (out, in) kernels of a C_out x C_in x K x K weight, centred."""
+    mean = _kernel_magnitudes(weight, pad_to).mean(axis=0)
+    return Spectrum(np.fft.fftshift(mean), np.fft.fftshift(np.fft.fftfreq(mean.shape[-1])))
 
 
 def spectral_shift(robust: torch.Tensor | np.ndarray, standard: torch.Tensor | np.ndarray,
@@ -93,12 +97,6 @@ def low_high_contrast(shift: Spectrum, cutoff: float = 0.5) -> float:
     moved its kernels a lot with one (a clean fine-tune) that barely moved them.
     """
     return band_gain(shift, 0.0, cutoff) - band_gain(shift, cutoff, np.inf)
-
-
-def _kernel_magnitudes(weight: torch.Tensor | np.ndarray) -> np.ndarray:
-    """|DFT| of each K x K kernel, averaged over input channels: C_out x K x K (not centred)."""
-    w = np.asarray(weight.detach().cpu().double() if isinstance(weight, torch.Tensor) else weight, dtype=np.float64)
-    return np.abs(np.fft.fft2(w, axes=(-2, -1))).mean(axis=1)
 
 
 def shift_statistic_ci(statistic: Callable[..., float], robust: Sequence[torch.Tensor], standard: torch.Tensor,

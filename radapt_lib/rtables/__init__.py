@@ -13,8 +13,8 @@ is re-exported here from the module of its concern:
 - `d0rules`: the paper-scaled and the calibrated filter cutoff, side by side;
 - `figures`: the pages' plots.
 
-Everything heavy is cached below it (`evaluation.evaluate` for attacks, `defense.train_anchor` for
-R-Adapt+ anchors).
+Everything heavy is cached below it (`evaluation.evaluate` for attacks, `plus.load_or_train` for
+R-Adapt+ anchors: released or cached).
 """
 from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, calibration_table, paper_gif_clean_cost,
                       rules_table, validation_images)
@@ -22,11 +22,13 @@ from .cost import budget_counts, cost_verdict, inference_overhead, overhead_pair
 from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
-from .sweeps import ABLATION, add_ablation_variants, anchor_epochs, sweep
+from .sweeps import ABLATION, ANCHOR_CHOICES, add_ablation_variants, anchor_choices, anchor_epochs, sweep
 from .tables import ci, stack, sweep_table, table1, table6, table_by_eps, training_scale_table, warnings_of
 from .text import collapsed, glue_all, plus_summary, protocol
 from .verdicts import (PAPER_SCALE_GAIN, TABLE1_CLAIMS, Claim, ablation_verdict, claims_table, delta_claims,
-                       glue_claims, judge, judge_pair, masking_check, overall, show_claims, training_scale_verdict)
+                       glue_claims, judge, judge_pair, distribution_claims, masking_check, overall, seed_claims, seed_summary,
+                       show_claims, transfer_claims,
+                       training_scale_verdict)
 
 __all__ = [
     # study
@@ -36,13 +38,14 @@ __all__ = [
     "ci", "table1", "table_by_eps", "warnings_of", "stack", "table6", "sweep_table", "training_scale_table",
     # verdicts
     "judge", "judge_pair", "Claim", "TABLE1_CLAIMS", "delta_claims", "overall", "claims_table", "glue_claims", "show_claims",
-    "ablation_verdict", "PAPER_SCALE_GAIN", "training_scale_verdict", "masking_check",
+    "ablation_verdict", "PAPER_SCALE_GAIN", "training_scale_verdict", "masking_check", "seed_claims", "seed_summary",
+    "transfer_claims", "distribution_claims",
     # text
     "glue_all", "protocol", "collapsed", "plus_summary",
     # cost
     "time_forward", "inference_overhead", "overhead_pairs", "budget_counts", "training_budget", "cost_verdict",
     # sweeps
-    "ABLATION", "add_ablation_variants", "anchor_epochs", "sweep",
+    "ABLATION", "ANCHOR_CHOICES", "add_ablation_variants", "anchor_choices", "anchor_epochs", "sweep",
     # the two D0 rules
     "CALIBRATED", "D0_GRID_224", "D0Calibration", "calibrate_d0", "calibration_table", "paper_gif_clean_cost", "rules_table",
     "validation_images",

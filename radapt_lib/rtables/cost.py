@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import data, defense, models, reference
+from .. import data, defense, models, plus, reference
 from .study import Study
 
 
@@ -75,13 +75,13 @@ def _fare_budget() -> dict:
             "seconds": log.seconds}
 
 
-def _plus_budget(run: defense.AnchorRun) -> dict:
+def _plus_budget(run: plus.AnchorRun) -> dict:
     c = run.config
     return {"distinct images": c.n_images, "images seen": run.images_seen, "fwd-bwd passes": run.images_seen * (c.pgd_steps + 1),
             "seconds": run.seconds}
 
 
-def budget_counts(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+def budget_counts(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
     """Deterministic budget counts: distinct images, images seen, forward-backward passes; paper beside."""
     if study.profile != "mini":
         raise NotImplementedError("the FARE training log exists for the mini zoo only; the paper's budget is in reference")
@@ -93,7 +93,7 @@ def budget_counts(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
     return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
 
 
-def training_budget(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
+def training_budget(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
     """Wall-clock seconds of the FARE fine-tune and the R-Adapt+ run, from their cached logs."""
     fare, plus = _fare_budget(), _plus_budget(run)
     return pd.DataFrame({"wall-clock s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
@@ -101,7 +101,7 @@ def training_budget(study: Study, run: defense.AnchorRun) -> pd.DataFrame:
                         index=["FARE fine-tune (mini)", "R-Adapt+ anchor (mini)", "ratio FARE / R-Adapt+"])
 
 
-def cost_verdict(overhead: pd.DataFrame, study: Study, run: defense.AnchorRun) -> dict:
+def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun) -> dict:
     ratios = dict(zip(overhead["setting"], overhead["ratio"]))
     r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
     fare, plus = _fare_budget(), _plus_budget(run)

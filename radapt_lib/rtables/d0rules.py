@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import data, defense, reference, stats, zeroshot
+from .. import data, defense, stats, zeroshot
 from .study import Study
 from .tables import ci
 from .verdicts import TABLE1_CLAIMS, judge_pair

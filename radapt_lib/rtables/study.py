@@ -6,7 +6,7 @@ model-guided R-Adapt presets; `train_plus` adds the R-Adapt+ anchor. `evaluate` 
 variants into a tidy frame (one row per method, dataset, attack and eps; `grid` lays one eps out per
 (method, dataset) for display), `correct` and `diff` give per-image correctness and paired bootstrap
 differences over the same images, and `average` pools images across datasets. Everything heavy is
-cached below it (`evaluation.evaluate` for attacks, `defense.train_anchor` for R-Adapt+ anchors).
+cached below it (`evaluation.evaluate` for attacks, `plus.load_or_train` for R-Adapt+ anchors: released or cached).
 """
 from __future__ import annotations
 
@@ -17,21 +17,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import config, data, defense, evaluation, models, reference, results, stats
+from .. import config, data, defense, evaluation, models, plus, reference, results, stats
 
 
 BASELINES = ("CLIP", "TeCoA", "TGA", "FARE")
 METHODS = reference.METHODS  # Table 1's row order
 RADAPT = ("R-Adapt_CLIP", "R-Adapt_TeCoA", "R-Adapt_TGA", "R-Adapt_FARE", "R-Adapt+")
 
-# R-Adapt+ anchor optimisation per profile. Paper: 2k ImageNet images, 10 epochs, eps 4/255 (the inner
-# attack and optimiser are not stated). Mini: scaled to ~1 min on 2 CPU threads (see the pages).
-PLUS_DEFAULT = {
-    "mini": defense.AnchorTrainConfig(n_images=500, epochs=5, pgd_steps=2, batch_size=50, lr=1e-2),
-    "paper": defense.AnchorTrainConfig(n_images=int(reference.R_ADAPT_PLUS_BUDGET["images"]),
-                                       epochs=int(reference.R_ADAPT_PLUS_BUDGET["epochs"]), pgd_steps=10, batch_size=50,
-                                       lr=1e-2),
-}
+# R-Adapt+ anchor optimisation per profile, from config.PROFILE_DEFAULTS. Paper: 2k ImageNet images, 10 epochs,
+# eps 4/255 (the inner attack and optimiser are not stated).
+PLUS_DEFAULT = {profile: plus.AnchorTrainConfig(**defaults.plus_anchor) for profile, defaults in config.PROFILE_DEFAULTS.items()}
 
 DEFAULTS = {
     "mini": {"datasets": ("animals", "vehicles"), "plus_train": "animals"},
@@ -74,7 +69,7 @@ class Study:
     images: dict[str, data.ImageSet]
     variants: dict[str, Variant] = field(default_factory=dict)
     results: dict[tuple, evaluation.EvalResult] = field(default_factory=dict)
-    plus_run: defense.AnchorRun | None = None
+    plus_run: plus.AnchorRun | None = None
     _classifiers: dict = field(default_factory=dict)
 
     @classmethod
@@ -98,13 +93,27 @@ class Study:
         datasets = default_datasets(profile, datasets)
         images = {d: load_images(profile, d, n_samples, seed) for d in datasets}
         study = cls(profile, datasets, n_samples, seed, zoo, images)
+        study._register(presets)
+        return study
+
+    def _register(self, presets: bool) -> None:
         for method in BASELINES:
-            if method in zoo:
-                study.variants[method] = Variant(method, base=method)
+            if method in self.zoo:
+                self.variants[method] = Variant(method, base=method)
         for name, preset in defense.PRESETS.items():
             if presets and preset.anchor_from != "trained":
-                study.add(name, anchor=study.white_anchor(preset.anchor_from), alpha=preset.alpha, beta=preset.beta,
-                          d0_224=preset.d0_224)
+                self.add(name, anchor=self.white_anchor(preset.anchor_from), alpha=preset.alpha, beta=preset.beta,
+                         d0_224=preset.d0_224)
+
+    def with_training_seed(self, seed: int) -> "Study":
+        """The same images and CLIP with the fine-tunes of another training seed (mini), presets re-extracted.
+
+        R-Adapt+ is not registered: `train_plus(seed=seed)` adds the anchor of that seed.
+        """
+        names = {m: models.seeded_name(self.zoo[m].name, seed) for m in self.zoo}
+        zoo = {m: self.zoo[m] if names[m] == self.zoo[m].name else models.load_model(names[m]) for m in self.zoo}
+        study = Study(self.profile, self.datasets, self.n_samples, self.seed, zoo, self.images)
+        study._register(presets=set(zoo) == set(models.PROFILE_MODELS[self.profile]))
         return study
 
     # -- models --------------------------------------------------------------------------------
@@ -136,15 +145,19 @@ class Study:
             return data.mini_dataset(train, "train", n=n, seed=self.seed)
         return load_images(self.profile, train, n, self.seed, split="train")
 
-    def train_plus(self, cfg: defense.AnchorTrainConfig | None = None, name: str = "R-Adapt+", register: bool = True,
-                   progress: bool = True, **changes) -> defense.AnchorRun:
-        """R-Adapt+ (Eq. 8): train (or load) the anchor on the source split against the defended CLIP.
+    def train_plus(self, cfg: plus.AnchorTrainConfig | None = None, name: str = "R-Adapt+", register: bool = True,
+                   progress: bool = True, **changes) -> plus.AnchorRun:
+        """R-Adapt+ (Eq. 8): the anchor for the source split against the defended CLIP (mini: released, else trained).
 
         cfg None: the profile's PLUS_DEFAULT, with `changes` (e.g. n_images=500, epochs=3) applied.
         """
         cfg = replace(cfg or PLUS_DEFAULT[self.profile], **changes)
-        train = self.train_images(cfg.n_images)
-        run = defense.train_anchor(models.classifier(self.zoo["CLIP"], train.classnames), train, cfg, progress)
+        if self.profile == "mini":
+            origin = plus.mini_origin(self.zoo["CLIP"].name, DEFAULTS["mini"]["plus_train"], self.seed)
+            run = plus.load_or_train(origin, cfg, progress)
+        else:
+            train = self.train_images(cfg.n_images)
+            run = plus.train_anchor(models.classifier(self.zoo["CLIP"], train.classnames), train, cfg, progress)
         if register:
             self.add(name, "CLIP", run.anchor, cfg.alpha, cfg.beta, cfg.d0_224)
         if name == "R-Adapt+":
@@ -195,9 +208,7 @@ class Study:
         """Per-image 0/1 correctness, concatenated over datasets (equal n each: pooled mean = dataset average)."""
         out = []
         for d in datasets or self.datasets:
-            r = self.results[(method, d, attack, float(eps_255))]
-            ok = r.clean_pred == r.labels
-            out.append(ok if which == "clean" else ok & (r.adv_pred == r.labels))
+            out.append(self.results[(method, d, attack, float(eps_255))].correct(which))
         return np.concatenate(out).astype(float)
 
     def collapsed(self, method: str, attack: str, eps_255: float, datasets: Iterable[str] | None = None) -> bool:

@@ -1,9 +1,10 @@
 """Ablations and sweeps: Table 6's component split, Fig. 7's alpha / D0 sweeps and Tables 7/8's training scale.
 
-`anchor_epochs` follows one R-Adapt+ anchor through its training on held-out images. `add_ablation_variants` registers Table 6's rows (GIF only, FRA only, both) on a study; `sweep`
-registers and evaluates R-Adapt+ variants along one setting (alpha, D0, training images or epochs)
-and returns their dataset averages. `ABLATION` and the `_paper_*` helpers read the paper's
-corresponding numbers from `reference` for the tables and verdicts.
+`add_ablation_variants` registers Table 6's rows (GIF only, FRA only, both) on a study; `sweep` registers
+and evaluates R-Adapt+ variants along one setting (alpha, D0, training images or epochs) and returns their
+dataset averages. On held-out validation images, `anchor_epochs` follows the default anchor through its
+training and `anchor_choices` compares Eq. 8's open choices (`ANCHOR_CHOICES`). `ABLATION` and the
+`_paper_*` helpers read the paper's corresponding numbers from `reference` for the tables and verdicts.
 """
 from __future__ import annotations
 
@@ -72,6 +73,23 @@ def sweep(study: Study, param: str, values: Sequence[float], anchor: torch.Tenso
     return avg
 
 
+def _heldout(study: Study, anchor: torch.Tensor, cfg, images: dict, attack: str, eps_255: float, n_iter: int | None,
+             label: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image clean and robust correctness (in %, datasets pooled) of CLIP defended with `anchor` on `images`."""
+    clean, robust = [], []
+    for d, imgs in images.items():
+        model = defense.defend(study.classifier("CLIP", d), anchor, cfg.alpha, cfg.beta, cfg.d0_224)
+        res = evaluation.evaluate(model, imgs, attack, eps_255 / 255, label=f"{label}/{d}", n_iter=n_iter, seed=study.seed)
+        clean.append(res.correct("clean"))
+        robust.append(res.correct("robust"))
+    return 100.0 * np.concatenate(clean), 100.0 * np.concatenate(robust)
+
+
+def _accuracy_columns(clean: np.ndarray, robust: np.ndarray, seed: int) -> dict:
+    c, r = stats.bootstrap_mean(clean, seed=seed), stats.bootstrap_mean(robust, seed=seed)
+    return {"clean": c.mean, "clean_lo": c.low, "clean_hi": c.high, "robust": r.mean, "robust_lo": r.low, "robust_hi": r.high}
+
+
 def anchor_epochs(study: Study, images: dict, attack: str, eps_255: float, n_iter: int | None) -> pd.DataFrame:
     """The default R-Adapt+ anchor after every epoch (epoch 0: the white anchor it starts from), on held-out images.
 
@@ -86,20 +104,53 @@ def anchor_epochs(study: Study, images: dict, attack: str, eps_255: float, n_ite
     for e in range(1, cfg.epochs + 1):
         run = study.train_plus(name=f"R-Adapt+ epoch {e}", register=False, progress=False, epochs=e)
         anchors[e], losses[e] = run.anchor, run.losses[-1]
-    correct = {}
-    for e, anchor in anchors.items():
-        clean, robust = [], []
-        for d, imgs in images.items():
-            model = defense.defend(study.classifier("CLIP", d), anchor, cfg.alpha, cfg.beta, cfg.d0_224)
-            res = evaluation.evaluate(model, imgs, attack, eps_255 / 255, label=f"anchor epoch {e}/{d}", n_iter=n_iter, seed=study.seed)
-            clean.append(res.clean_pred == res.labels)
-            robust.append((res.clean_pred == res.labels) & (res.adv_pred == res.labels))
-        correct[e] = (100.0 * np.concatenate(clean), 100.0 * np.concatenate(robust))
+    correct = {e: _heldout(study, a, cfg, images, attack, eps_255, n_iter, f"anchor epoch {e}") for e, a in anchors.items()}
     rows = []
     for e in anchors:
-        c, r = stats.bootstrap_mean(correct[e][0], seed=study.seed), stats.bootstrap_mean(correct[e][1], seed=study.seed)
         gain = stats.bootstrap_diff(correct[e][1], correct[0][1], seed=study.seed)
-        rows.append({"epoch": e, "train adversarial CE": round(losses[e], 3), "clean": c.mean, "clean_lo": c.low, "clean_hi": c.high,
-                     "robust": r.mean, "robust_lo": r.low, "robust_hi": r.high, "robust vs epoch 0": gain.fmt(1),
-                     "gain": gain.mean, "gain_lo": gain.low, "gain_hi": gain.high})
+        rows.append({"epoch": e, "train adversarial CE": round(losses[e], 3), **_accuracy_columns(*correct[e], study.seed),
+                     "robust vs epoch 0": gain.fmt(1), "gain": gain.mean, "gain_lo": gain.low, "gain_hi": gain.high})
     return pd.DataFrame(rows)
+
+
+# Eq. 8 leaves open how its adversarial examples are made and how A is optimised. Each setting changes only
+# these fields of the profile's default: examples regenerated every step against the defended model
+# ("minmax") or App. E's fixed set made once against the undefended encoder ("fixed"), the inner PGD's
+# steps, and Adam's learning rate.
+ANCHOR_CHOICES = {
+    "min-max, PGD-2, lr 1e-2": {"examples": "minmax", "pgd_steps": 2, "lr": 1e-2},
+    "min-max, PGD-2, lr 1e-3": {"examples": "minmax", "pgd_steps": 2, "lr": 1e-3},
+    "min-max, PGD-10, lr 1e-2": {"examples": "minmax", "pgd_steps": 10, "lr": 1e-2},
+    "fixed (App. E), PGD-2, lr 1e-2": {"examples": "fixed", "pgd_steps": 2, "lr": 1e-2},
+    "fixed (App. E), PGD-10, lr 1e-2": {"examples": "fixed", "pgd_steps": 10, "lr": 1e-2},
+    "fixed (App. E), PGD-10, lr 1e-3": {"examples": "fixed", "pgd_steps": 10, "lr": 1e-3},
+}
+
+
+def anchor_choices(study: Study, images: dict, attack: str, eps_255: float, n_iter: int | None,
+                   choices: dict[str, dict] | None = None) -> pd.DataFrame:
+    """Each of Eq. 8's open choices, trained with everything else as the default, judged on held-out images.
+
+    `images` as in `anchor_epochs` (validation: no table evaluates on them). Columns: the setting, its
+    last training loss and wall-clock, clean / robust accuracy pooled over datasets with CIs, robust
+    minus the white anchor (epoch 0) paired, `pick` on the setting with the highest held-out robust accuracy, and
+    each setting's robust accuracy minus the pick's (paired; `tied with pick` when that CI holds 0).
+    """
+    base = PLUS_DEFAULT[study.profile]
+    white = _heldout(study, study.white_anchor("CLIP"), base, images, attack, eps_255, n_iter, "anchor epoch 0")
+    rows, robust = [], {}
+    for name, changes in (choices or ANCHOR_CHOICES).items():
+        run = study.train_plus(name=name, register=False, progress=False, **changes)
+        clean, robust[name] = _heldout(study, run.anchor, run.config, images, attack, eps_255, n_iter, f"anchor {name}")
+        gain = stats.bootstrap_diff(robust[name], white[1], seed=study.seed)
+        rows.append({"setting": name, **changes, "train adversarial CE": round(run.losses[-1], 3),
+                     "train minutes": round(run.seconds / 60, 1), **_accuracy_columns(clean, robust[name], study.seed),
+                     "robust vs white anchor": gain.fmt(1), "gain_lo": gain.low, "gain_hi": gain.high,
+                     "is default": all(getattr(base, k) == v for k, v in changes.items())})
+    frame = pd.DataFrame(rows)
+    frame["pick"] = frame.index == frame["robust"].idxmax()  # ties: the first listed (the cheaper inner attack)
+    best = frame.loc[frame["pick"], "setting"].iloc[0]
+    vs = [stats.bootstrap_diff(robust[s], robust[best], seed=study.seed) for s in frame["setting"]]
+    frame["robust vs pick"] = [d.fmt(1) for d in vs]
+    frame["tied with pick"] = [d.low <= 0 <= d.high for d in vs]  # the paired CI holds 0: not told apart
+    return frame

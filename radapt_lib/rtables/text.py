@@ -11,7 +11,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import attacks, defense, models, results
+from .. import attacks, defense, models, plus, results
 from .study import BASELINES, Study
 
 
@@ -48,9 +48,11 @@ def collapsed(frame: pd.DataFrame) -> str:
     return "flagged as collapsed: " + "; ".join(items)
 
 
-def plus_summary(run: defense.AnchorRun, train_dataset: str) -> str:
+def plus_summary(run: plus.AnchorRun, train_dataset: str) -> str:
     c = run.config
     losses = ", ".join(f"{v:.3f}" for v in run.losses)
+    examples = (f"PGD-{c.pgd_steps} examples regenerated every step against the defended model" if c.examples == "minmax"
+                else f"a fixed set of PGD-{c.pgd_steps} examples made once against the undefended encoder (App. E)")
     return (f"R-Adapt+ anchor {tuple(run.anchor.shape)}: {c.n_images} {train_dataset} train images x {c.epochs} epochs, "
-            f"PGD-{c.pgd_steps} inner attack at eps {c.eps * 255:.0f}/255 against the defended model (GIF D0 {c.d0_224:g}@224, "
-            f"alpha {c.alpha}, beta {c.beta}), Adam lr {c.lr}, batch {c.batch_size}; adversarial CE per epoch: {losses}")
+            f"{examples} at eps {c.eps * 255:.0f}/255 (GIF D0 {c.d0_224:g}@224, alpha {c.alpha}, beta {c.beta}), "
+            f"Adam lr {c.lr}, batch {c.batch_size}; adversarial CE per epoch: {losses}")
