@@ -221,6 +221,17 @@ def test_evaluation_is_cached_by_content(tmp_cache, tiny_classifier):
     assert evaluation.fingerprint(changed) != before
 
 
+def test_only_clean_correct_images_are_attacked(tmp_cache, tiny_classifier):
+    ds = data.mini_dataset("cifar10", n=30)
+    res = evaluation.evaluate(tiny_classifier, ds, "pgd", 8 / 255, n_iter=3, keep_adv=True)
+    wrong = torch.from_numpy(res.clean_pred != res.labels)
+    assert 0 < int(wrong.sum()) < len(ds)  # both kinds present, or the test proves nothing
+    assert torch.equal(res.x_adv[wrong], ds.floats()[wrong])  # misclassified clean: left as they are (AutoAttack's rule)
+    assert not torch.equal(res.x_adv[~wrong], ds.floats()[~wrong])
+    assert (res.adv_pred[wrong.numpy()] == res.clean_pred[wrong.numpy()]).all()
+    assert res.robust().mean == 100.0 * float(res.correct("robust").mean())
+
+
 # --- stats ----------------------------------------------------------------------------------
 def test_bootstrap_interval_brackets_the_mean_and_narrows_with_n():
     small = stats.accuracy([1, 0] * 10)
