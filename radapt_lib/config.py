@@ -83,7 +83,7 @@ PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
         resolution=32, finetune_source="animals", apgd_iter=10, plus_train="animals",
         # 500 images x 5 epochs fit the CPU; recipe, inner PGD steps and lr: the held-out validation pick among
         # rtables.ANCHOR_CHOICES (training-scale page)
-        plus_anchor={"n_images": 500, "epochs": 5, "pgd_steps": 10, "batch_size": 50, "lr": 1e-2, "examples": "minmax"},
+        plus_anchor={"n_images": 500, "epochs": 5, "pgd_steps": 2, "batch_size": 50, "lr": 1e-2, "examples": "minmax"},
         datasets={
             "main": ("animals", "vehicles", "cifar10", "cifar10-gray", "cifar10-blur"),
             "cka": ("cifar10",), "attention": ("cifar10",), "insensitivity": ("cifar10",),

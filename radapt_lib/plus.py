@@ -1,4 +1,4 @@
-"""R-Adapt+ (Eq. 8): the data-driven anchor, its optimisation, its cache and its release.
+"""R-Adapt+ (Eq. 8): the data-driven anchor, its optimisation and its cache (the release: `anchor_zoo`).
 
 * `AnchorTrainConfig` / `train_anchor`: optimise block 1's anchor A by cross-entropy on adversarial
   examples, the CLIP frozen and the GIF in front. The paper states neither the inner attack nor the
@@ -6,32 +6,24 @@
   at every step (a min-max); `examples="fixed"` is App. E's recipe, a fixed set made once against the
   undefended encoder, which A then fits. A constant learning rate makes a run to E epochs pass through
   every E' < E; every epoch is cached, and a longer run resumes from the longest cached shorter one.
-* Released anchors (`load_or_train`): the anchors that pages read are committed in
-  `zoo/anchors.safetensors` with records in the zoo manifest, like the zoo's weights, so pages do not
-  train them. A record is found by its release key, which hashes everything that made the anchor.
-  A record with the same origin and config but another key is stale (code, model or images changed):
-  a `ZooError` names the command that re-releases. An anchor never released (a page run with new
-  parameters) trains and caches as before, unless RADAPT_NO_TRAINING=1 (CI) makes that an error too.
+
+The cache and the release key hash this module's code, not the release's (`anchor_zoo`), so editing how
+anchors are released does not make the trained ones stale.
 """
 from __future__ import annotations
 
 import copy
-import functools
-import json
-import os
 import time
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
-from . import attacks, cache, config, data, zoo
+from . import attacks, cache, config
 from .data import ImageSet
 from .defense import defend, first_block, tower_of, white_anchor
 from .zeroshot import ZeroShotClassifier
 
-ANCHOR_FILE = "anchors.safetensors"
-RELEASE = "scripts/train_zoo.sh --anchors"
 EXAMPLES = ("minmax", "fixed")
 
 
@@ -155,9 +147,10 @@ def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
 
     def save(run: AnchorRun) -> None:
         run.origin = origin
-        path = cache.path_for("anchors", anchor_spec(classifier, images, run.config))
+        spec = anchor_spec(classifier, images, run.config)
+        path = cache.path_for("anchors", spec)
         if not path.exists():
-            cache.save_atomic({"spec": anchor_spec(classifier, images, run.config), "value": run}, path)
+            cache.save_atomic({"spec": spec, "value": run}, path)
 
     def compute() -> AnchorRun:
         start = None
@@ -176,6 +169,15 @@ def train_anchor(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTr
     return cache.cached("anchors", anchor_spec(classifier, images, cfg), compute)
 
 
+def seconds_per_batch(classifier: ZeroShotClassifier, images: ImageSet, cfg: AnchorTrainConfig, batches: int = 3) -> float:
+    """Wall-clock of one optimisation step of cfg, from a short uncached run here (to compare costs on one machine)."""
+    n = min(len(images), batches * cfg.batch_size)
+    short = replace(cfg, n_images=n, epochs=1)
+    run = _train_epochs(classifier, ImageSet(images.images[:n], images.labels[:n], images.classnames, images.source),
+                        short, None, progress=False)
+    return run.seconds / -(-n // cfg.batch_size)
+
+
 def anchor_loss(classifier: ZeroShotClassifier, anchor: torch.Tensor, images: ImageSet, cfg: AnchorTrainConfig,
                 seed: int = 0) -> float:
     """Mean CE of the defended model on PGD examples (cfg's eps and steps): the quantity Eq. 8 minimises."""
@@ -186,116 +188,3 @@ def anchor_loss(classifier: ZeroShotClassifier, anchor: torch.Tensor, images: Im
                                  generator=gen)
     with torch.no_grad():
         return float(F.cross_entropy(model(x_adv), y))
-
-
-# --- released anchors ----------------------------------------------------------------------------
-
-def mini_origin(model: str = "mini-clip", dataset: str = "animals", seed: int = 0) -> dict:
-    """A mini anchor's origin: the frozen model's registry name and the seeded train split it fits."""
-    return {"model": model, "dataset": dataset, "split": "train", "seed": seed}
-
-
-def inputs(origin: dict, n_images: int) -> tuple[ZeroShotClassifier, ImageSet]:
-    """The frozen classifier and the training images an origin names (mini profile)."""
-    from . import models
-
-    images = data.mini_dataset(origin["dataset"], origin["split"], n=n_images, seed=origin["seed"])
-    return models.classifier(models.load_model(origin["model"]), images.classnames), images
-
-
-def identity(origin: dict, cfg: AnchorTrainConfig) -> str:
-    return json.dumps({"origin": origin, "config": asdict(cfg)}, sort_keys=True)
-
-
-def anchor_records() -> dict[str, dict]:
-    return zoo.read_manifest().get("anchors", {})
-
-
-@functools.cache
-def _released_tensors(sha256: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = zoo.zoo_dir() / ANCHOR_FILE
-    if not path.exists():
-        raise zoo.ZooError(f"{path} is missing: restore it with `git checkout -- zoo/` or re-release with `{RELEASE}`")
-    actual = zoo.file_sha256(path)
-    if actual != sha256:
-        raise zoo.ZooError(f"{path} is corrupt or was edited (sha256 {actual[:12]}... != manifest {sha256[:12]}...): "
-                           f"restore it with `git checkout -- zoo/` or re-release with `{RELEASE}`")
-    return load_file(str(path))
-
-
-def release_key(origin: dict, cfg: AnchorTrainConfig, images: ImageSet) -> str:
-    """A released anchor's key: what made it, by content that every machine computes alike (the frozen model's
-    released file hash, not its text head, whose last float bits depend on the CPU)."""
-    from .evaluation import fingerprint
-
-    return cache.key_of({"identity": identity(origin, cfg), "weights": zoo.entry(origin["model"])["sha256"],
-                         "images": fingerprint(images.images), "labels": fingerprint(images.labels),
-                         "threads": config.CPU_THREADS, **cache.code_spec("plus", "defense", "attacks", "zeroshot")})
-
-
-def released(key: str, origin: dict, cfg: AnchorTrainConfig) -> AnchorRun | None:
-    """The released anchor with this release key; None if none was released for this origin and config."""
-    records = anchor_records()
-    if key in records:
-        r = records[key]
-        anchor = _released_tensors(zoo.read_manifest()["anchor_file"]["sha256"])[key].clone()
-        return AnchorRun(anchor, AnchorTrainConfig(**r["config"]), list(r["losses"]), r["seconds"], r["images_seen"],
-                         {}, origin)
-    stale = [k for k, r in records.items() if r["identity"] == identity(origin, cfg)]
-    if stale:
-        raise zoo.ZooError(f"the released R-Adapt+ anchor for {origin['model']} on {origin['dataset']} ({cfg}) was made by "
-                           f"other code, weights or images (key {stale[0]}, now {key}): re-release the anchors with `{RELEASE}`")
-    return None
-
-
-def load_or_train(origin: dict, cfg: AnchorTrainConfig, progress: bool = True) -> AnchorRun:
-    """The released anchor for (origin, cfg) if there is one, else trained here (cached)."""
-    classifier, images = inputs(origin, check_config(cfg).n_images)
-    run = released(release_key(origin, cfg, images), origin, cfg)
-    if run is not None:
-        return run
-    if os.environ.get("RADAPT_NO_TRAINING") == "1":
-        raise zoo.ZooError(f"the R-Adapt+ anchor {cfg} is not released and RADAPT_NO_TRAINING=1 forbids training it: "
-                           f"build the book, then release what it trained with `{RELEASE} --from-cache`")
-    return train_anchor(classifier, images, cfg, progress, origin)
-
-
-def cached_origins() -> list[tuple[dict, AnchorTrainConfig]]:
-    """(origin, config) of every anchor in the local cache that was trained from a named origin."""
-    found = {}
-    for path in sorted((config.cache_dir() / "anchors").glob("*.pt")):
-        try:
-            run = cache.load_checked(path)["value"]
-        except cache.CorruptCacheError:
-            continue
-        if getattr(run, "origin", None):
-            found[identity(run.origin, run.config)] = (run.origin, run.config)
-    return list(found.values())
-
-
-def release_anchors(pairs: list[tuple[dict, AnchorTrainConfig]]) -> list[dict]:
-    """Train (or take from the cache) each (origin, config); write zoo/anchors.safetensors and the manifest's records.
-
-    Returns one summary row per anchor, saying whether it is bit-identical to the one released before.
-    """
-    old = {r["identity"]: r for r in anchor_records().values()}
-    tensors, records, rows = {}, {}, []
-    for origin, cfg in sorted(pairs, key=lambda p: -p[1].epochs):  # longest first: shorter epochs become cache hits
-        classifier, images = inputs(origin, cfg.n_images)
-        run = train_anchor(classifier, images, cfg, progress=True, origin=origin)
-        key = release_key(origin, cfg, images)
-        sha = zoo.state_sha256({"anchor": run.anchor})
-        tensors[key] = run.anchor
-        records[key] = {"identity": identity(origin, cfg), "origin": origin, "config": asdict(cfg), "losses": run.losses,
-                        "seconds": run.seconds, "images_seen": run.images_seen, "sha256": sha}
-        before = old.get(identity(origin, cfg))
-        rows.append({"key": key, "model": origin["model"], "n_images": cfg.n_images, "epochs": cfg.epochs,
-                     "examples": cfg.examples, "pgd_steps": cfg.pgd_steps, "lr": cfg.lr, "d0_224": cfg.d0_224,
-                     "seed": cfg.seed, "last loss": round(run.losses[-1], 4), "seconds": round(run.seconds, 1),
-                     "vs released": "new" if before is None else ("bit-identical" if before["sha256"] == sha else "changed")})
-    sha = zoo.save_weights(tensors, zoo.zoo_dir() / ANCHOR_FILE)
-    zoo.write_manifest(anchors=records, anchor_file={"file": ANCHOR_FILE, "sha256": sha})
-    _released_tensors.cache_clear()
-    return rows

@@ -78,7 +78,7 @@ MINI_FINETUNES: dict[str, FinetuneConfig] = {
 # Training seed is a source of variance that the image-sampling CIs do not cover: each adversarial
 # fine-tune is released again with these seeds (data order, PGD starts, probe images), all else equal.
 EXTRA_SEEDS = (1, 2)
-SEEDED = ("mini-fare",)  # TeCoA and TGA replicas: not released yet (next in line)
+SEEDED = ("mini-fare", "mini-tecoa", "mini-tga")
 MINI_FINETUNES.update({f"{name}-s{s}": replace(MINI_FINETUNES[name], seed=s) for name in SEEDED for s in EXTRA_SEEDS})
 FINETUNE_METHODS = ("fare", "tecoa", "tga", "clean")
 

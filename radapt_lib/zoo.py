@@ -184,7 +184,7 @@ def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog,
             "tensors": "whole CLIP" if name == "mini-clip" else "vision tower (text tower: mini-clip's)",
             "steps": cfg["steps"], "images_seen": images, "seconds": round(log.seconds, 1),
             "minutes": round(log.seconds / 60, 2), "images_per_s": round(images / log.seconds, 1),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": _cpu_name(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
             "checkpoints": log.checkpoints, "final": log.final}
 
 
@@ -224,7 +224,7 @@ def write_manifest(models: dict[str, dict[str, Any]] | None = None, **sections: 
     os.replace(tmp, path)
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

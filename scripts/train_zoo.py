@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 
-from radapt_lib import config, plus, zoo
+from radapt_lib import anchor_zoo, config, plus, zoo
 
 
 def release(name: str, models: dict) -> dict:
@@ -37,14 +37,13 @@ def check() -> int:
 
 def release_anchors(from_cache: bool) -> int:
     """Re-release every released R-Adapt+ anchor (and, from_cache, every anchor the local cache trained)."""
-    pairs = {plus.identity(r["origin"], plus.AnchorTrainConfig(**r["config"])): (r["origin"], plus.AnchorTrainConfig(**r["config"]))
-             for r in plus.anchor_records().values()}
-    if from_cache:
-        pairs.update({plus.identity(o, c): (o, c) for o, c in plus.cached_origins()})
+    released = [(r["origin"], plus.AnchorTrainConfig(**r["config"])) for r in anchor_zoo.anchor_records().values()]
+    found = released + (anchor_zoo.cached_origins() if from_cache else [])
+    pairs = {anchor_zoo.identity(o, c): (o, c) for o, c in found}
     if not pairs:
         print("no anchors to release: build the book first, then run with --from-cache")
         return 1
-    rows = plus.release_anchors(list(pairs.values()))
+    rows = anchor_zoo.release_anchors(list(pairs.values()))
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 

@@ -181,13 +181,19 @@ def test_paper_gif_cost_is_read_from_table6():
 
 
 def test_calibration_measures_a_gentler_filter_on_held_out_images():
-    from radapt_lib import rtables
+    from radapt_lib import data, rtables
     from radapt_lib.rtables import d0rules
     study = rtables.Study.create("mini", None, 10, 0, methods=["CLIP"], presets=False)
     val = d0rules.validation_images(study, "animals", 40)
     anchor_images = study.train_images(500)
     seen = {bytes(x.numpy().tobytes()) for x in anchor_images.images}
     assert not any(bytes(x.numpy().tobytes()) in seen for x in val.images)  # never the anchor's training images
+    tested = {bytes(x.numpy().tobytes()) for x in study.images["animals"].images}
+    assert not any(bytes(x.numpy().tobytes()) in tested for x in val.images)  # never the tables' test images
+    test_split = {bytes(x.numpy().tobytes()) for x in data.mini_dataset("animals", "test").images}
+    assert all(bytes(x.numpy().tobytes()) in test_split for x in val.images)  # the test split: mini-clip never trained on it
+    with pytest.raises(ValueError, match="overlap"):
+        d0rules.validation_images(study, "animals", 5995)  # 5995 + 10 test images > the 6000 animal test images
     cal = rtables.calibrate_d0(study, grid=(40.0, 320.0), n_val=40)
     cost = dict(zip(cal.frame["D0 at 224 px"], cal.frame["clean cost (pp)"]))
     assert cost[40.0] > cost[320.0]  # the paper-scaled filter at 32 px costs more than a nearly transparent one

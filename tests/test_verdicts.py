@@ -5,6 +5,7 @@ is replaced by a lookup of those results, so `Study.evaluate` builds its frame e
 Every expected number is counted by hand in the comments.
 """
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -250,3 +251,18 @@ def test_paper_values_of_the_per_dataset_claims_come_from_table1():
     assert len(others) == 15
     assert _paper_dataset_diff("R-Adapt+", "CLIP", "robust", False) == round(
         sum(t["R-Adapt+"][d] - t["CLIP"][d] for d in others) / 15, 1)
+
+
+def test_heldout_reading_compares_the_epoch_comparison_on_two_image_samples():
+    from radapt_lib.rtables.verdicts import _heldout_reading
+
+    def frame(lo, hi):
+        row = {"clean": 50.0, "clean_lo": 45.0, "clean_hi": 55.0, "vs1": (lo + hi) / 2, "vs1_lo": lo, "vs1_hi": hi}
+        return pd.DataFrame([{**row, "epoch": 0}, {**row, "epoch": 1}, {**row, "epoch": 5}])
+
+    flat, falling = frame(-3.0, 3.0), frame(-6.0, -1.0)
+    assert "do not fall" in _heldout_reading(flat, test_falls=True)["ts_heldout_reading"]
+    assert "fall too" in _heldout_reading(falling, test_falls=True)["ts_heldout_reading"]
+    assert "where the test images do not" in _heldout_reading(falling, test_falls=False)["ts_heldout_reading"]
+    assert _heldout_reading(flat, test_falls=False)["ts_heldout_reading"] == "neither sample falls"
+    assert _heldout_reading(flat, True)["ts_heldout_e_gain"].endswith("pp from epochs = 1 to 5")

@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from radapt_lib import models, plus, training, zoo
+from radapt_lib import anchor_zoo, models, training, zoo
 
 
 @pytest.fixture
@@ -120,48 +120,60 @@ def test_state_sha256_sees_one_bit():
 def _default_anchor():
     from radapt_lib.rtables import PLUS_DEFAULT
 
-    return plus.mini_origin(), PLUS_DEFAULT["mini"]
+    return anchor_zoo.mini_origin(), PLUS_DEFAULT["mini"]
 
 
 def test_released_anchors_match_their_file_and_the_current_code(monkeypatch):
     manifest = zoo.read_manifest()
-    assert zoo.file_sha256(zoo.zoo_dir() / plus.ANCHOR_FILE) == manifest["anchor_file"]["sha256"]
+    assert zoo.file_sha256(zoo.zoo_dir() / anchor_zoo.ANCHOR_FILE) == manifest["anchor_file"]["sha256"]
     from safetensors.torch import load_file
 
-    tensors = load_file(str(zoo.zoo_dir() / plus.ANCHOR_FILE))
+    tensors = load_file(str(zoo.zoo_dir() / anchor_zoo.ANCHOR_FILE))
     assert set(tensors) == set(manifest["anchors"])
     for key, record in manifest["anchors"].items():
         assert zoo.state_sha256({"anchor": tensors[key]}) == record["sha256"], key
     # the pages' default anchor is released for today's code, model and images: loading it trains nothing
     monkeypatch.setenv("RADAPT_NO_TRAINING", "1")
     origin, cfg = _default_anchor()
-    run = plus.load_or_train(origin, cfg, progress=False)
+    run = anchor_zoo.load_or_train(origin, cfg, progress=False)
     assert torch.equal(run.anchor, tensors[next(k for k, r in manifest["anchors"].items()
-                                                if r["identity"] == plus.identity(origin, cfg))])
+                                                if r["identity"] == anchor_zoo.identity(origin, cfg))])
+
+
+def test_a_released_anchor_loads_no_model(monkeypatch):
+    """A release hit needs only the training images for its key: no frozen model is loaded or fingerprinted."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_or_train loaded a model for a released anchor")
+
+    monkeypatch.setattr(anchor_zoo.models, "load_model", refuse)
+    monkeypatch.setattr(anchor_zoo.models, "classifier", refuse)
+    monkeypatch.setenv("RADAPT_NO_TRAINING", "1")
+    run = anchor_zoo.load_or_train(*_default_anchor(), progress=False)
+    assert run.anchor.ndim >= 1
 
 
 def test_a_stale_or_unreleased_anchor_is_refused(zoo_copy, monkeypatch):
     origin, cfg = _default_anchor()
     manifest = json.loads((zoo_copy / "manifest.json").read_text())
-    key = next(k for k, r in manifest["anchors"].items() if r["identity"] == plus.identity(origin, cfg))
+    key = next(k for k, r in manifest["anchors"].items() if r["identity"] == anchor_zoo.identity(origin, cfg))
     manifest["anchors"]["0" * 16] = manifest["anchors"].pop(key)  # as if code or weights had changed the key
     (zoo_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(zoo.ZooError, match="re-release the anchors with `scripts/train_zoo.sh --anchors`"):
-        plus.load_or_train(origin, cfg, progress=False)
+        anchor_zoo.load_or_train(origin, cfg, progress=False)
     monkeypatch.setenv("RADAPT_NO_TRAINING", "1")
     with pytest.raises(zoo.ZooError, match="not released and RADAPT_NO_TRAINING=1"):
-        plus.load_or_train(origin, dataclasses.replace(cfg, lr=0.123), progress=False)
+        anchor_zoo.load_or_train(origin, dataclasses.replace(cfg, lr=0.123), progress=False)
 
 
 def test_a_corrupt_anchor_file_is_a_clear_error(zoo_copy):
-    path = zoo_copy / plus.ANCHOR_FILE
+    path = zoo_copy / anchor_zoo.ANCHOR_FILE
     blob = bytearray(path.read_bytes())
     blob[-10] ^= 0xFF
     path.write_bytes(bytes(blob))
-    plus._released_tensors.cache_clear()
+    anchor_zoo._released_tensors.cache_clear()
     with pytest.raises(zoo.ZooError, match="corrupt or was edited"):
-        plus.load_or_train(*_default_anchor(), progress=False)
-    plus._released_tensors.cache_clear()
+        anchor_zoo.load_or_train(*_default_anchor(), progress=False)
+    anchor_zoo._released_tensors.cache_clear()
 
 
 def test_seed_replicas_differ_only_in_their_seed():

@@ -13,12 +13,13 @@ is re-exported here from the module of its concern:
 - `d0rules`: the paper-scaled and the calibrated filter cutoff, side by side;
 - `figures`: the pages' plots.
 
-Everything heavy is cached below it (`evaluation.evaluate` for attacks, `plus.load_or_train` for
+Everything heavy is cached below it (`evaluation.evaluate` for attacks, `anchor_zoo.load_or_train` for
 R-Adapt+ anchors: released or cached).
 """
 from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, calibration_table, paper_gif_clean_cost,
                       rules_table, validation_images)
-from .cost import budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, training_budget
+from .cost import (budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, timed_here,
+                   training_budget)
 from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
@@ -43,7 +44,7 @@ __all__ = [
     # text
     "glue_all", "protocol", "collapsed", "plus_summary",
     # cost
-    "time_forward", "inference_overhead", "overhead_pairs", "budget_counts", "training_budget", "cost_verdict",
+    "time_forward", "inference_overhead", "overhead_pairs", "budget_counts", "timed_here", "training_budget", "cost_verdict",
     # sweeps
     "ABLATION", "ANCHOR_CHOICES", "add_ablation_variants", "anchor_choices", "anchor_epochs", "sweep",
     # the two D0 rules

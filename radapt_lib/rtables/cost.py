@@ -3,7 +3,8 @@
 Forward times of plain against defended models, interleaved in one run (`inference_overhead`, on the
 pairs of `overhead_pairs`: the mini models and a random-weight ViT-B/32 at 224 px), and the
 deterministic budget counts (distinct images, images seen, forward-backward passes) and wall-clock
-seconds of the mini FARE fine-tune against the R-Adapt+ anchor run, with the page's verdict values.
+seconds of the mini FARE fine-tune against the R-Adapt+ anchor run (as released, and both timed on this
+machine: `timed_here`), with the page's verdict values.
 """
 from __future__ import annotations
 
@@ -68,17 +69,33 @@ def _fare_budget() -> dict:
     from .. import training, zoo
 
     cfg = training.MINI_FINETUNES["mini-fare"]
-    log = zoo.train_log("mini-fare")
+    record = zoo.entry("mini-fare")
     seen = cfg.steps * cfg.batch_size
     train_size = len(data.mini_dataset(data.FINETUNE_SOURCE, "train"))
     return {"distinct images": min(seen, train_size), "images seen": seen, "fwd-bwd passes": seen * (cfg.pgd_steps + 1),
-            "seconds": log.seconds}
+            "steps": cfg.steps, "seconds": record["seconds"], "cpu": record["cpu"]}
 
 
 def _plus_budget(run: plus.AnchorRun) -> dict:
     c = run.config
     return {"distinct images": c.n_images, "images seen": run.images_seen, "fwd-bwd passes": run.images_seen * (c.pgd_steps + 1),
-            "seconds": run.seconds}
+            "steps": c.epochs * -(-c.n_images // c.batch_size), "seconds": run.seconds}
+
+
+def timed_here(study: Study, run: plus.AnchorRun, steps: int = 3) -> dict[str, float]:
+    """Seconds per optimisation step of the FARE fine-tune and of the R-Adapt+ anchor, both timed now on this machine.
+
+    The released runs' seconds come from whichever machines trained them (speeds here differ by up to 2x), so
+    their ratio mixes machines; these short runs put both on one.
+    """
+    from .. import anchor_zoo, zoo
+
+    if study.profile != "mini":
+        raise NotImplementedError("timing a FARE fine-tune step needs the mini zoo; the paper's budget is in reference")
+    _, log = zoo.train("mini-fare", stop_after=steps)
+    images = anchor_zoo.origin_images(run.origin or anchor_zoo.mini_origin(), steps * run.config.batch_size)
+    clf = models.classifier(study.zoo["CLIP"], images.classnames)
+    return {"FARE": log.seconds / steps, "R-Adapt+": plus.seconds_per_batch(clf, images, run.config, steps)}
 
 
 def budget_counts(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
@@ -90,18 +107,24 @@ def budget_counts(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
     rows = {"FARE fine-tune (mini)": fare, "R-Adapt+ anchor (mini)": plus,
             "FARE / R-Adapt+ (mini)": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
             "paper: AFT / R-Adapt+ images": {"distinct images": b["ratio"]}}
-    return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
+    return pd.DataFrame(rows).T.drop(columns=["seconds", "cpu"], errors="ignore")
 
 
-def training_budget(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
-    """Wall-clock seconds of the FARE fine-tune and the R-Adapt+ run, from their cached logs."""
+def training_budget(study: Study, run: plus.AnchorRun, per_step: dict[str, float]) -> pd.DataFrame:
+    """Wall-clock of the FARE fine-tune and the R-Adapt+ run: as released (their own machines) and estimated from
+    `per_step` (`timed_here`: both on this machine), with the ratio FARE / R-Adapt+ of each."""
     fare, plus = _fare_budget(), _plus_budget(run)
-    return pd.DataFrame({"wall-clock s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
-                                          round(fare["seconds"] / plus["seconds"], 2)]},
+    est = {"FARE": per_step["FARE"] * fare["steps"], "R-Adapt+": per_step["R-Adapt+"] * plus["steps"]}
+    return pd.DataFrame({"steps": [fare["steps"], plus["steps"], None],
+                         "released run, s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
+                                             round(fare["seconds"] / plus["seconds"], 2)],
+                         "s per step here": [round(per_step["FARE"], 2), round(per_step["R-Adapt+"], 2), None],
+                         "estimated here, s": [round(est["FARE"], 1), round(est["R-Adapt+"], 1),
+                                               round(est["FARE"] / est["R-Adapt+"], 2)]},
                         index=["FARE fine-tune (mini)", "R-Adapt+ anchor (mini)", "ratio FARE / R-Adapt+"])
 
 
-def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun) -> dict:
+def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun, per_step: dict[str, float]) -> dict:
     ratios = dict(zip(overhead["setting"], overhead["ratio"]))
     r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
     fare, plus = _fare_budget(), _plus_budget(run)
@@ -111,5 +134,6 @@ def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun) -> d
             "cost_images_plus": str(plus["distinct images"]), "cost_images_fare": str(fare["distinct images"]),
             "cost_image_ratio": f"{fare['distinct images'] / plus['distinct images']:.1f}",
             "cost_passes_ratio": f"{fare['fwd-bwd passes'] / plus['fwd-bwd passes']:.1f}",
-            "cost_seconds_plus": f"{plus['seconds']:.0f}", "cost_seconds_fare": f"{fare['seconds']:.0f}",
-            "cost_time_ratio": f"{fare['seconds'] / plus['seconds']:.1f}"}
+            "cost_seconds_plus": f"{per_step['R-Adapt+'] * plus['steps']:.0f}",
+            "cost_seconds_fare": f"{per_step['FARE'] * fare['steps']:.0f}",
+            "cost_time_ratio": f"{per_step['FARE'] * fare['steps'] / (per_step['R-Adapt+'] * plus['steps']):.1f}"}

@@ -4,7 +4,7 @@
   (`defense.d0_at`: 5.71 at 32 px). At 32 px this filter costs CLIP far more clean accuracy than the
   paper's Table 6 reports for GIF alone.
 * **calibrated**: the D0 whose GIF-only clean cost on CLIP, measured on *validation* images that no page
-  evaluates on (the end of the training split's seeded shuffle; anchors train on its start), is closest
+  evaluates on (the end of the test split's seeded shuffle, unseen by mini-clip; tables test on its start), is closest
   to the paper's own GIF-only clean cost (Table 6, mean over its four datasets). It asks what the method
   does when its filter is as gentle as the paper's, instead of as wide in frequency units.
 
@@ -36,10 +36,18 @@ def paper_gif_clean_cost() -> float:
 
 
 def validation_images(study: Study, dataset: str, n: int) -> data.ImageSet:
-    """The last n images of the training split's seeded shuffle (pages test on the test split)."""
+    """Images that choose settings (D0, the anchor's recipe) and that no table reports on.
+
+    Mini: the last n images of the test split's seeded shuffle. The study's test images are its first
+    n_samples, and mini-clip pre-trained on the train split, so these are unseen by every model and
+    disjoint from what the tables evaluate. Paper: the training split (CLIP never trained on it as such).
+    """
     if study.profile != "mini":
         return data.load_images(study.profile, dataset, n, study.seed + 1, split="train")
-    full = data.mini_dataset(dataset, "train", n=None, seed=study.seed)
+    full = data.mini_dataset(dataset, "test", n=None, seed=study.seed)
+    if n + study.n_samples > len(full):
+        raise ValueError(f"{dataset}: {n} validation + {study.n_samples} test images overlap ({len(full)} in the test "
+                         f"split): use fewer of either")
     return data.ImageSet(full.images[-n:], full.labels[-n:], full.classnames, full.source + ":validation")
 
 

@@ -6,7 +6,7 @@ model-guided R-Adapt presets; `train_plus` adds the R-Adapt+ anchor. `evaluate` 
 variants into a tidy frame (one row per method, dataset, attack and eps; `grid` lays one eps out per
 (method, dataset) for display), `correct` and `diff` give per-image correctness and paired bootstrap
 differences over the same images, and `average` pools images across datasets. Everything heavy is
-cached below it (`evaluation.evaluate` for attacks, `plus.load_or_train` for R-Adapt+ anchors: released or cached).
+cached below it (`evaluation.evaluate` for attacks, `anchor_zoo.load_or_train` for R-Adapt+ anchors: released or cached).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import config, data, defense, evaluation, models, plus, reference, results, stats
+from .. import anchor_zoo, config, data, defense, evaluation, models, plus, reference, results, stats
 
 
 BASELINES = ("CLIP", "TeCoA", "TGA", "FARE")
@@ -153,8 +153,8 @@ class Study:
         """
         cfg = replace(cfg or PLUS_DEFAULT[self.profile], **changes)
         if self.profile == "mini":
-            origin = plus.mini_origin(self.zoo["CLIP"].name, DEFAULTS["mini"]["plus_train"], self.seed)
-            run = plus.load_or_train(origin, cfg, progress)
+            origin = anchor_zoo.mini_origin(self.zoo["CLIP"].name, DEFAULTS["mini"]["plus_train"], self.seed)
+            run = anchor_zoo.load_or_train(origin, cfg, progress, self.zoo["CLIP"])
         else:
             train = self.train_images(cfg.n_images)
             run = plus.train_anchor(models.classifier(self.zoo["CLIP"], train.classnames), train, cfg, progress)

@@ -296,9 +296,13 @@ PAPER_SCALE_GAIN = {param: round(_paper_mean(table, _paper_default(param)) - _pa
 
 
 def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.DataFrame, attack: str,
-                           eps_255: float) -> dict:
-    """Trends along the R-Adapt+ training sweeps and the paired gain from the smallest to the largest setting."""
-    out = {}
+                           eps_255: float, heldout: pd.DataFrame | None = None) -> dict:
+    """Trends along the R-Adapt+ training sweeps and the paired gain from the smallest to the largest setting.
+
+    `heldout` (`anchor_epochs` on validation images): the same epoch comparison on other images of the test
+    distribution, read against the test images' one.
+    """
+    out, falls = {}, False
     for key, frame, param, paper_range in (("n", frame_n, "n_images", "500 -> 2000 images"),
                                            ("e", frame_e, "epochs", "3 -> 10 iterations")):
         f = frame.sort_values(param)
@@ -309,8 +313,27 @@ def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.Data
         out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
                                  f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
         out[f"ts_{key}_verdict"] = verdict
+        falls = d.high < 0 if key == "e" else falls
+    if heldout is not None:
+        out.update(_heldout_reading(heldout, falls))
     out["ts_collapse"] = _flagged_methods(frame_n, frame_e, none="no anchor is flagged")
     return out
+
+
+def _heldout_reading(heldout: pd.DataFrame, test_falls: bool) -> dict:
+    first, last = heldout.iloc[0], heldout.iloc[-1]
+    held_falls, held_rises = last["vs1_hi"] < 0, last["vs1_lo"] > 0
+    if test_falls:
+        reading = ("the held-out images fall too: longer training lowers robustness on both samples" if held_falls else
+                   "the held-out images do not fall: the test images' fall rests on that one sample of images, and is "
+                   "not a stable effect of longer anchor training at this scale")
+    else:
+        reading = ("the held-out images fall where the test images do not" if held_falls else
+                   "neither sample falls" + (" (the held-out one rises)" if held_rises else ""))
+    return {"ts_heldout_e_gain": f"{ci(last['vs1'], last['vs1_lo'], last['vs1_hi'])} pp from epochs = 1 to {int(last['epoch'])}",
+            "ts_heldout_clean": (f"{ci(first['clean'], first['clean_lo'], first['clean_hi'])} % (white anchor) -> "
+                                 f"{ci(last['clean'], last['clean_lo'], last['clean_hi'])} % (epoch {int(last['epoch'])})"),
+            "ts_heldout_reading": reading}
 
 
 def masking_check(study: Study, method: str, eps_list: Sequence[float],
