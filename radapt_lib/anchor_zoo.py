@@ -127,7 +127,9 @@ def release_anchors(pairs: list[tuple[dict, AnchorTrainConfig]]) -> list[dict]:
     tensors, records, rows = {}, {}, []
     loaded: dict[str, models.LoadedModel] = {}
     for origin, cfg in sorted(pairs, key=lambda p: -p[1].epochs):  # longest first: shorter epochs become cache hits
-        model = loaded.setdefault(origin["model"], models.load_model(origin["model"]))
+        if origin["model"] not in loaded:  # one load per frozen model, not one per anchor
+            loaded[origin["model"]] = models.load_model(origin["model"])
+        model = loaded[origin["model"]]
         images = origin_images(origin, cfg.n_images)
         run = _train(origin, cfg, images, True, model)
         key = release_key(origin, cfg, images)

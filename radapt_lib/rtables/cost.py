@@ -73,7 +73,7 @@ def _fare_budget() -> dict:
     seen = cfg.steps * cfg.batch_size
     train_size = len(data.mini_dataset(data.FINETUNE_SOURCE, "train"))
     return {"distinct images": min(seen, train_size), "images seen": seen, "fwd-bwd passes": seen * (cfg.pgd_steps + 1),
-            "steps": cfg.steps, "seconds": record["seconds"], "cpu": record["cpu"]}
+            "steps": cfg.steps, "seconds": record["seconds"]}
 
 
 def _plus_budget(run: plus.AnchorRun) -> dict:
@@ -107,14 +107,19 @@ def budget_counts(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
     rows = {"FARE fine-tune (mini)": fare, "R-Adapt+ anchor (mini)": plus,
             "FARE / R-Adapt+ (mini)": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
             "paper: AFT / R-Adapt+ images": {"distinct images": b["ratio"]}}
-    return pd.DataFrame(rows).T.drop(columns=["seconds", "cpu"], errors="ignore")
+    return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
+
+
+def _estimated_seconds(per_step: dict[str, float], fare: dict, plus: dict) -> dict[str, float]:
+    """Both whole runs' wall-clock on this machine: `timed_here`'s seconds per step times each run's steps."""
+    return {"FARE": per_step["FARE"] * fare["steps"], "R-Adapt+": per_step["R-Adapt+"] * plus["steps"]}
 
 
 def training_budget(study: Study, run: plus.AnchorRun, per_step: dict[str, float]) -> pd.DataFrame:
     """Wall-clock of the FARE fine-tune and the R-Adapt+ run: as released (their own machines) and estimated from
     `per_step` (`timed_here`: both on this machine), with the ratio FARE / R-Adapt+ of each."""
     fare, plus = _fare_budget(), _plus_budget(run)
-    est = {"FARE": per_step["FARE"] * fare["steps"], "R-Adapt+": per_step["R-Adapt+"] * plus["steps"]}
+    est = _estimated_seconds(per_step, fare, plus)
     return pd.DataFrame({"steps": [fare["steps"], plus["steps"], None],
                          "released run, s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
                                              round(fare["seconds"] / plus["seconds"], 2)],
@@ -128,12 +133,12 @@ def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun, per_
     ratios = dict(zip(overhead["setting"], overhead["ratio"]))
     r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
     fare, plus = _fare_budget(), _plus_budget(run)
+    est = _estimated_seconds(per_step, fare, plus)
     worst = max(r_plus, r_vit)
     return {"cost_ratio_plus": f"{r_plus:.2f}", "cost_ratio_m": f"{r_m:.2f}", "cost_ratio_vit": f"{r_vit:.2f}",
             "cost_target": "met" if worst <= 1.05 else f"not met (worst {worst:.3f}x)",
             "cost_images_plus": str(plus["distinct images"]), "cost_images_fare": str(fare["distinct images"]),
             "cost_image_ratio": f"{fare['distinct images'] / plus['distinct images']:.1f}",
             "cost_passes_ratio": f"{fare['fwd-bwd passes'] / plus['fwd-bwd passes']:.1f}",
-            "cost_seconds_plus": f"{per_step['R-Adapt+'] * plus['steps']:.0f}",
-            "cost_seconds_fare": f"{per_step['FARE'] * fare['steps']:.0f}",
-            "cost_time_ratio": f"{per_step['FARE'] * fare['steps'] / (per_step['R-Adapt+'] * plus['steps']):.1f}"}
+            "cost_seconds_plus": f"{est['R-Adapt+']:.0f}", "cost_seconds_fare": f"{est['FARE']:.0f}",
+            "cost_time_ratio": f"{est['FARE'] / est['R-Adapt+']:.1f}"}

@@ -302,7 +302,7 @@ def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.Data
     `heldout` (`anchor_epochs` on validation images): the same epoch comparison on other images of the test
     distribution, read against the test images' one.
     """
-    out, falls = {}, False
+    out, diffs = {}, {}
     for key, frame, param, paper_range in (("n", frame_n, "n_images", "500 -> 2000 images"),
                                            ("e", frame_e, "epochs", "3 -> 10 iterations")):
         f = frame.sort_values(param)
@@ -313,9 +313,9 @@ def training_scale_verdict(study: Study, frame_n: pd.DataFrame, frame_e: pd.Data
         out[f"ts_{key}_gain"] = (f"{ci(d.mean, d.low, d.high)} pp from {param} = {f[param].iloc[0]:g} to {f[param].iloc[-1]:g} "
                                  f"(paper, {paper_range}, 4-dataset mean: {paper:+.1f})")
         out[f"ts_{key}_verdict"] = verdict
-        falls = d.high < 0 if key == "e" else falls
+        diffs[key] = d
     if heldout is not None:
-        out.update(_heldout_reading(heldout, falls))
+        out.update(_heldout_reading(heldout, test_falls=diffs["e"].high < 0))
     out["ts_collapse"] = _flagged_methods(frame_n, frame_e, none="no anchor is flagged")
     return out
 
