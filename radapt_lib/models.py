@@ -31,14 +31,17 @@ class PaperModelSpec:
     checkpoint_env: str | None = None  # for models without a public hub checkpoint
 
 
+# OpenAI's CLIPs were trained with QuickGELU: open_clip's plain "ViT-L-14" config uses GELU and would load the
+# OpenAI weights with only a warning, so every paper model names the "-quickgelu" config. The chs20 hub repos
+# (FARE, TeCoA: fine-tunes of OpenAI's ViT-L/14) carry their own config, with "quick_gelu" set.
 PAPER_MODELS: dict[str, PaperModelSpec] = {
-    "clip-vit-b-32": PaperModelSpec("ViT-B-32", pretrained="openai"),
-    "clip-vit-l-14": PaperModelSpec("ViT-L-14", pretrained="openai"),
-    "fare4-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/fare4-clip", method="FARE"),
-    "fare2-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/fare2-clip", method="FARE"),
-    "tecoa4-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/tecoa4-clip", method="TeCoA"),
-    "tecoa2-vit-l-14": PaperModelSpec("ViT-L-14", hub_id="hf-hub:chs20/tecoa2-clip", method="TeCoA"),
-    "tga4-vit-l-14": PaperModelSpec("ViT-L-14", method="TGA", checkpoint_env="RADAPT_TGA_CHECKPOINT"),
+    "clip-vit-b-32": PaperModelSpec("ViT-B-32-quickgelu", pretrained="openai"),
+    "clip-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", pretrained="openai"),
+    "fare4-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", hub_id="hf-hub:chs20/fare4-clip", method="FARE"),
+    "fare2-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", hub_id="hf-hub:chs20/fare2-clip", method="FARE"),
+    "tecoa4-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", hub_id="hf-hub:chs20/tecoa4-clip", method="TeCoA"),
+    "tecoa2-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", hub_id="hf-hub:chs20/tecoa2-clip", method="TeCoA"),
+    "tga4-vit-l-14": PaperModelSpec("ViT-L-14-quickgelu", method="TGA", checkpoint_env="RADAPT_TGA_CHECKPOINT"),
 }
 MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA",
                                "mini-clean": "Clean-FT",
@@ -110,7 +113,8 @@ class WeightsUnavailableError(RuntimeError):
 def _load_paper(name: str, pretrained: bool) -> LoadedModel:
     model_name, kwargs = open_clip_call(name, pretrained)
     try:
-        clip, _, preprocess = open_clip.create_model_and_transforms(model_name, **kwargs)
+        # require_pretrained: open_clip otherwise logs a missing hub weights file and returns random weights
+        clip, _, preprocess = open_clip.create_model_and_transforms(model_name, require_pretrained=pretrained, **kwargs)
     except Exception as exc:  # hub, network and file errors come in many types
         if not pretrained:
             raise

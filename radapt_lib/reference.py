@@ -284,6 +284,17 @@ TABLE8: Dict[int, Dict[str, float]] = {
 }
 
 # ---------------------------------------------------------------------------
+# Not this paper's: the robust encoders' own paper, for the claims page's reproduction notes.
+# Schlarmann, Singh, Croce, Hein. Robust CLIP (ICML 2024), the RobustVLM README's summary: average
+# zero-shot accuracy of ViT-L/14 over its zero-shot datasets, clean and under AutoAttack (l-inf).
+# ---------------------------------------------------------------------------
+ROBUST_CLIP_CITATION = "Schlarmann et al., Robust CLIP, ICML 2024 (github.com/chs20/RobustVLM, summary table)"
+ROBUST_CLIP_ZERO_SHOT: Dict[str, Dict[Union[str, int], float]] = {
+    "FARE4": {"clean": 61.1, 2: 45.9, 4: 32.4},
+    "TeCoA4": {"clean": 54.2, 2: 42.3, 4: 31.9},
+}
+
+# ---------------------------------------------------------------------------
 # Table 9: FRA scale coefficients (h = alpha * A + beta * h1) and GIF cutoff D0.
 # ---------------------------------------------------------------------------
 TABLE9: Dict[str, Dict[str, float]] = {

@@ -27,9 +27,10 @@ RETRAIN = "scripts/train_zoo.sh"
 ORDER = ("mini-clip", *training.MINI_FINETUNES)  # fine-tunes, the clean control, then the seed replicas
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
-# Losses of a prefix must match the release to this relative tolerance: float noise between CPUs is
-# ~1e-6 after a few steps, a changed loss, data order, augmentation or optimiser moves them far more.
-PREFIX_RTOL = 1e-4
+# Losses of a prefix must match the release to this relative tolerance. Float noise between CPUs grows
+# with the steps: an AVX2-only EPYC reproduced mini-fare's 6 released steps to 1.4e-4 at worst (the
+# release machine's kernels differ); the schedule's lr scaled by 1.01 moves them by 2.4e-3, by 1.05 by 1.3e-2.
+PREFIX_RTOL = 1e-3
 
 
 class ZooError(RuntimeError):

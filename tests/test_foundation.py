@@ -125,8 +125,8 @@ def test_unknown_model_is_refused():
 
 
 @pytest.mark.parametrize("name,expected", [
-    ("clip-vit-b-32", ("ViT-B-32", {"pretrained": "openai"})),
-    ("clip-vit-l-14", ("ViT-L-14", {"pretrained": "openai"})),
+    ("clip-vit-b-32", ("ViT-B-32-quickgelu", {"pretrained": "openai"})),
+    ("clip-vit-l-14", ("ViT-L-14-quickgelu", {"pretrained": "openai"})),
     ("fare4-vit-l-14", ("hf-hub:chs20/fare4-clip", {})),
     ("fare2-vit-l-14", ("hf-hub:chs20/fare2-clip", {})),
     ("tecoa4-vit-l-14", ("hf-hub:chs20/tecoa4-clip", {})),

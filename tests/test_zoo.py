@@ -87,9 +87,10 @@ def test_training_reproduces_the_released_prefix(name):
     assert zoo.compare_prefix(recorded, new) in ("bit-identical", "within float tolerance")
 
 
-def test_the_prefix_check_fails_when_training_changes(monkeypatch):
+@pytest.mark.parametrize("lr_factor", [1.01, 1.05])
+def test_the_prefix_check_fails_when_training_changes(monkeypatch, lr_factor):
     cosine = training._cosine_lr
-    monkeypatch.setattr(training, "_cosine_lr", lambda *a: 1.05 * cosine(*a))  # an edit to the schedule's code
+    monkeypatch.setattr(training, "_cosine_lr", lambda *a: lr_factor * cosine(*a))  # an edit to the schedule's code
     recorded = zoo.entry("mini-fare")["prefix"]
     with pytest.raises(zoo.ZooError, match="training changed"):
         zoo.compare_prefix(recorded, zoo.prefix_record("mini-fare", recorded["steps"]))
