@@ -27,6 +27,7 @@ class Evidence:
     verdict: str  # glue key of the page's verdict for this comparison
     effect: str  # format string over glue keys, e.g. "{t1_plus_rob_ours} pp"
     paper: str = ""  # format string over glue keys for the paper's value ("" when the page glues none)
+    timed: bool = False  # read from wall-clock timings: shown, not counted (it changes from run to run)
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ CLAIMS: tuple[PaperClaim, ...] = (
     PaperClaim("C6", "R-Adapt is cheap: no noticeable inference cost, an anchor trained on a few thousand images, and "
           "more anchor images or iterations help.", "Sec. 4.2, Fig. 1, Tables 7-8", (
               Evidence("23_cost", "inference overhead of R-Adapt+ at most 1.05x", "cost_target",
-                       "{cost_ratio_plus}x the plain forward; training {cost_time_ratio}x less wall-clock than FARE"),
+                       "{cost_ratio_plus}x the plain forward; training {cost_time_ratio}x less wall-clock than FARE",
+                       timed=True),
               Evidence("25_training_scale", "more anchor images: more robust (Table 7)", "ts_n_verdict", "{ts_n_gain}"),
               Evidence("25_training_scale", "more anchor epochs: more robust (Table 8)", "ts_e_verdict", "{ts_e_gain}"),
           )),
@@ -104,7 +106,8 @@ CATEGORY_RULES: tuple[tuple[str, str], ...] = (
     ("same sign", "for"), ("only partly", "partly"), ("partly", "partly"), ("supports", "for"), ("met", "for"),
     ("sign undecided", "undecided"), ("cannot decide", "undecided"),
 )
-CATEGORIES = ("for", "against", "undecided", "partly", "excluded")
+CATEGORIES = ("for", "against", "undecided", "partly", "excluded", "timing")
+NOT_COUNTED = ("excluded", "timing")  # a collapsed model's comparison; a wall-clock reading
 
 
 def book_dir() -> Path:
@@ -159,8 +162,8 @@ def fill(template: str, values: dict[str, object], page: str) -> str:
 
 
 def overall(categories: Sequence[str]) -> str:
-    """One word for a claim from its evidence; excluded evidence (a collapsed model) does not count."""
-    usable = [c for c in categories if c != "excluded"]
+    """One word for a claim from its evidence; excluded (a collapsed model) and timing evidence do not count."""
+    usable = [c for c in categories if c not in NOT_COUNTED]
     if not usable:
         return "no usable evidence"
     if len(set(usable)) == 1:
@@ -180,7 +183,7 @@ def ledger(claims: Sequence[PaperClaim] = CLAIMS, folder: Path | None = None):
             values = cache.setdefault(ev.page, page_values(ev.page, folder))
             verdict = fill("{" + ev.verdict + "}", values, ev.page)  # the page's verdict text, as glued
             rows.append({"claim": claim.key, "page": ev.page, "test": ev.test, "verdict": verdict,
-                         "category": category(verdict), "ours": fill(ev.effect, values, ev.page),
+                         "category": "timing" if ev.timed else category(verdict), "ours": fill(ev.effect, values, ev.page),
                          "paper": fill(ev.paper, values, ev.page) if ev.paper else "-"})
     return pd.DataFrame(rows)
 
@@ -240,7 +243,7 @@ def verdict_values(summary_table) -> dict[str, str]:
 
     def which(word: str) -> str:
         keys = [k for k, v in verdicts.items() if v.startswith(word)]
-        return f"{len(keys)} ({', '.join(keys)})" if keys else "0"
+        return f"{len(keys)} ({', '.join(keys)})" if keys else "none"
 
     out = {"cl_n": str(len(verdicts)), "cl_supported": which("supported"), "cl_contradicted": which("contradicted"),
            "cl_mixed": which("mixed"), "cl_undecided": which("undecided")}

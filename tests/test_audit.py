@@ -41,9 +41,9 @@ def test_the_passband_attack_stays_in_the_ball_and_in_the_filters_passband(tiny_
 def _audit(table, square=None, ladder=None, top=None, zero=0.0):
     n = len(table)
     table = np.asarray(table, bool)
-    suite = {k: table.copy() for k in audit.SUITE}
+    suite = {k: table.copy() for k in (*audit.SUITE, *audit.ON_SURVIVORS)}
     if square is not None:
-        suite["Square-5000"] = np.asarray(square, bool)
+        suite[audit.SQUARE] = np.asarray(square, bool)
     ladder = ladder or {10: table.copy(), 20: table.copy()}
     sweep = {4: table.copy(), 64: np.asarray(top if top is not None else [False] * n, bool)}
     return audit.Audit("m", n, np.ones(n, bool), table, suite, ladder, sweep, {}, {}, zero)

@@ -31,7 +31,7 @@ def test_an_unknown_verdict_word_is_an_error_not_a_guess():
 @pytest.mark.parametrize("cats, expected", [
     (["for", "for"], "supported"), (["against", "excluded"], "contradicted"), (["undecided"], "undecided"),
     (["excluded"], "no usable evidence"), (["for", "against", "undecided"], "mixed (1 for, 1 against, 1 undecided)"),
-    (["partly"], "partly supported"),
+    (["partly"], "partly supported"), (["timing", "against"], "contradicted"), (["timing"], "no usable evidence"),
 ])
 def test_a_claims_word_counts_its_usable_evidence(cats, expected):
     assert claims.overall(cats) == expected
@@ -60,7 +60,7 @@ def test_the_ledger_reads_each_pages_glued_values(tmp_path):
     assert list(table["category"]) == ["against", "undecided"]
     assert claims.summary(table, TOY)["verdict"].item() == "mixed (1 against, 1 undecided)"
     values = claims.verdict_values(claims.summary(table, TOY))
-    assert values["cl_X1"].startswith("mixed") and values["cl_mixed"] == "1 (X1)" and values["cl_supported"] == "0"
+    assert values["cl_X1"].startswith("mixed") and values["cl_mixed"] == "1 (X1)" and values["cl_supported"] == "none"
 
 
 def test_a_missing_glue_key_or_page_names_the_fix(tmp_path):
