@@ -180,7 +180,9 @@ def ledger(claims: Sequence[PaperClaim] = CLAIMS, folder: Path | None = None):
     rows = []
     for claim in claims:
         for ev in claim.evidence:
-            values = cache.setdefault(ev.page, page_values(ev.page, folder))
+            if ev.page not in cache:  # one read per page, not one per evidence row
+                cache[ev.page] = page_values(ev.page, folder)
+            values = cache[ev.page]
             verdict = fill("{" + ev.verdict + "}", values, ev.page)  # the page's verdict text, as glued
             rows.append({"claim": claim.key, "page": ev.page, "test": ev.test, "verdict": verdict,
                          "category": "timing" if ev.timed else category(verdict), "ours": fill(ev.effect, values, ev.page),

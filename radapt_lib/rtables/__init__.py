@@ -22,7 +22,7 @@ from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, cali
                       rules_table, validation_images)
 from .cost import (budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, timed_here,
                    training_budget)
-from .figures import plot_audit, plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
+from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
 from .sweeps import ABLATION, ANCHOR_CHOICES, add_ablation_variants, anchor_choices, anchor_epochs, sweep
@@ -53,7 +53,7 @@ __all__ = [
     "CALIBRATED", "D0_GRID_224", "D0Calibration", "calibrate_d0", "calibration_table", "paper_gif_clean_cost", "rules_table",
     "validation_images",
     # figures
-    "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale", "plot_audit",
+    "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale",
     # the audit (a module)
     "audit",
 ]

@@ -259,15 +259,3 @@ def summary(audits: list[Audit]) -> pd.DataFrame:
                      "worst case": worst.fmt(), "flags": "; ".join(flags(a).values()) or "none", "verdict": verdict(a)})
     return pd.DataFrame(rows)
 
-
-def glue_values(summary_frame: pd.DataFrame) -> dict[str, str]:
-    """The page's verdict values: how many table numbers stand, which are overstated or flagged, two models' verdicts."""
-    verdicts = dict(zip(summary_frame["model"], summary_frame["verdict"]))
-
-    def which(test) -> str:
-        names = [m for m, v in verdicts.items() if test(v)]
-        return f"{len(names)} ({', '.join(names)})" if names else "none"
-
-    return {"au_n": str(len(verdicts)), "au_stand": which(lambda v: v.startswith("stands")),
-            "au_over": which(lambda v: v.startswith("overstated")), "au_flagged": which(lambda v: "masking signs:" in v),
-            "au_plus": verdicts.get("R-Adapt+", "not audited"), "au_fare": verdicts.get("FARE", "not audited")}

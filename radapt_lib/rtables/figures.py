@@ -90,19 +90,3 @@ def plot_training_scale(frame_n: pd.DataFrame, frame_e: pd.DataFrame):
     fig.tight_layout()
     return fig
 
-
-def plot_audit(curves: pd.DataFrame):
-    """The audit's convergence (robust accuracy vs PGD iterations) and eps sweep (vs eps), one line per model."""
-    import seaborn as sns
-
-    from .. import plots
-
-    fig, axes = plots.figure(ncols=2, width=5.0, height=3.6)
-    for ax, (curve, label, log) in zip(axes[0], [("iterations", "PGD iterations", True), ("eps (1/255)", "eps (1/255), PGD-20", True)]):
-        part = curves[curves["curve"] == curve]
-        sns.lineplot(data=part, x="x", y="robust", hue="model", marker="o", ax=ax, legend=curve == "iterations")
-        ax.set(xlabel=label, ylabel="robust accuracy (%)", xscale="log" if log else "linear",
-               title="convergence" if curve == "iterations" else "eps sweep (must reach 0)")
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    return fig
