@@ -24,6 +24,8 @@ CACHE_VERSION = 1
 
 
 LIBRARY_ROOT = Path(__file__).resolve().parent
+# (kind, key) of every artifact this process computed rather than read: how a caller tells a hit from a miss.
+COMPUTED: list[tuple[str, str]] = []
 VERSIONED_PACKAGES = ("torch", "open_clip_torch", "pyautoattack")
 
 
@@ -105,4 +107,5 @@ def cached(kind: str, spec: dict[str, Any], compute: Callable[[], T], refresh: b
             path.unlink(missing_ok=True)
     value = compute()
     save_atomic({"spec": spec, "value": value}, path)
+    COMPUTED.append((kind, path.stem))
     return value

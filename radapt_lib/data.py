@@ -220,40 +220,60 @@ def mini_dataset(name: str, split: str = "test", n: int | None = None, seed: int
 class PaperDataset:
     name: str
     torchvision_class: str
-    split_kwargs: dict
+    test: dict  # torchvision keyword arguments of the split the tables test on
+    train: dict | None  # ... of a training split; None: one pool of images (see `paper_imageset`)
 
 
-PAPER_DATASETS: dict[str, PaperDataset] = {
-    "ImageNet": PaperDataset("ImageNet", "ImageNet", {"split": "val"}),
-    "CIFAR10": PaperDataset("CIFAR10", "CIFAR10", {"train": False}),
-    "CIFAR100": PaperDataset("CIFAR100", "CIFAR100", {"train": False}),
-    "STL10": PaperDataset("STL10", "STL10", {"split": "test"}),
-    "Caltech101": PaperDataset("Caltech101", "Caltech101", {}),
-    "Caltech256": PaperDataset("Caltech256", "Caltech256", {}),
-    "OxfordPets": PaperDataset("OxfordPets", "OxfordIIITPet", {"split": "test"}),
-    "Flowers102": PaperDataset("Flowers102", "Flowers102", {"split": "test"}),
-    "Food101": PaperDataset("Food101", "Food101", {"split": "test"}),
-    "StanfordCars": PaperDataset("StanfordCars", "StanfordCars", {"split": "test"}),
-    "SUN397": PaperDataset("SUN397", "SUN397", {}),
-    "Country211": PaperDataset("Country211", "Country211", {"split": "test"}),
-    "FGVCA": PaperDataset("FGVCA", "FGVCAircraft", {"split": "test"}),
-    "EuroSAT": PaperDataset("EuroSAT", "EuroSAT", {}),
-    "DTD": PaperDataset("DTD", "DTD", {"split": "test"}),
-    "PCAM": PaperDataset("PCAM", "PCAM", {"split": "test"}),
-}
+PAPER_DATASETS: dict[str, PaperDataset] = {d.name: d for d in (
+    PaperDataset("ImageNet", "ImageNet", {"split": "val"}, {"split": "train"}),
+    PaperDataset("CIFAR10", "CIFAR10", {"train": False}, {"train": True}),
+    PaperDataset("CIFAR100", "CIFAR100", {"train": False}, {"train": True}),
+    PaperDataset("STL10", "STL10", {"split": "test"}, {"split": "train"}),
+    PaperDataset("Caltech101", "Caltech101", {}, None),
+    PaperDataset("Caltech256", "Caltech256", {}, None),
+    PaperDataset("OxfordPets", "OxfordIIITPet", {"split": "test"}, {"split": "trainval"}),
+    PaperDataset("Flowers102", "Flowers102", {"split": "test"}, {"split": "train"}),
+    PaperDataset("Food101", "Food101", {"split": "test"}, {"split": "train"}),
+    PaperDataset("StanfordCars", "StanfordCars", {"split": "test"}, {"split": "train"}),
+    PaperDataset("SUN397", "SUN397", {}, None),
+    PaperDataset("Country211", "Country211", {"split": "test"}, {"split": "train"}),
+    PaperDataset("FGVCA", "FGVCAircraft", {"split": "test"}, {"split": "train"}),
+    PaperDataset("EuroSAT", "EuroSAT", {}, None),
+    PaperDataset("DTD", "DTD", {"split": "test"}, {"split": "train"}),
+    PaperDataset("PCAM", "PCAM", {"split": "test"}, {"split": "train"}),
+)}
+SPLITS = ("test", "train")
 
 
-def paper_dataset(name: str, transform=None, root: Path | None = None, download: bool = True):
-    """The torchvision dataset behind a Table 1 column (needs internet; ImageNet must be local)."""
+def paper_root(name: str) -> Path:
+    """Where a Table 1 dataset is read from (and downloaded to): $RADAPT_DATA/paper/<name>, else data_cache/paper/<name>."""
+    return (config.data_root() or config.cache_dir()) / "paper" / name
+
+
+def paper_dataset(name: str, transform=None, root: Path | None = None, split: str = "test", download: bool = True):
+    """The torchvision dataset behind a Table 1 column, read from its folder (downloaded there if missing and online).
+
+    ImageNet is never downloaded. A dataset that is neither there nor downloadable is a DataNotFoundError
+    naming the folder and what to put in it.
+    """
     import torchvision.datasets as tvd
 
     spec = PAPER_DATASETS[check_dataset(name, "paper")]
-    root = root or (config.data_root() or config.cache_dir()) / "paper" / name
-    cls = getattr(tvd, spec.torchvision_class)
-    kwargs = dict(spec.split_kwargs, transform=transform)
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: use one of {SPLITS}")
+    root = Path(root or paper_root(name))
+    kwargs = dict((spec.train if split == "train" and spec.train is not None else spec.test), transform=transform)
     if spec.torchvision_class != "ImageNet":
         kwargs["download"] = download
-    return cls(root=str(root), **kwargs)
+    try:
+        return getattr(tvd, spec.torchvision_class)(root=str(root), **kwargs)
+    except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted", failed downloads
+        what = ("ILSVRC2012_devkit_t12.tar.gz and ILSVRC2012_img_val.tar (train: ILSVRC2012_img_train.tar), or what "
+                "torchvision unpacks from them: meta.bin and val/<wnid>/*.JPEG" if spec.torchvision_class == "ImageNet"
+                else f"the files torchvision.datasets.{spec.torchvision_class} downloads (run once online to fetch them)")
+        raise DataNotFoundError(f"{name} ({split}) could not be read from {root}: put {what} there "
+                                f"(RADAPT_DATA=/path/to/datasets reads <RADAPT_DATA>/paper/{name}). torchvision said: "
+                                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
 
 
 def paper_classnames(dataset) -> list[str]:
@@ -261,6 +281,9 @@ def paper_classnames(dataset) -> list[str]:
     from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
     if type(dataset).__name__ == "ImageNet":
+        if len(dataset.wnids) != len(IMAGENET_CLASSNAMES):
+            raise DataNotFoundError(f"ImageNet at {dataset.root} has {len(dataset.wnids)} class folders, not "
+                                    f"{len(IMAGENET_CLASSNAMES)}: labels index open_clip's class names by wnid order")
         return list(IMAGENET_CLASSNAMES)
     names = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
     if names is None:
@@ -268,18 +291,28 @@ def paper_classnames(dataset) -> list[str]:
     return [str(n).replace("_", " ") for n in names]
 
 
-def paper_imageset(name: str, n: int | None, seed: int = 0, image_size: int = 224) -> ImageSet:
-    """A seeded subset of a Table 1 dataset, resized and centre-cropped to the encoder's size."""
+def paper_indices(spec: PaperDataset, size: int, n: int | None, seed: int, split: str) -> torch.Tensor:
+    """n seeded indices of the split. A one-pool dataset is halved by a fixed permutation: tests draw from the
+    first half, training and validation from the second, so the two never share an image."""
+    if spec.train is not None:
+        return seeded_subset(size, n, seed)
+    pool = torch.randperm(size, generator=torch.Generator().manual_seed(0))
+    half = pool[: size // 2] if split == "test" else pool[size // 2:]
+    return half[seeded_subset(len(half), n, seed)]
+
+
+def paper_imageset(name: str, n: int | None, seed: int = 0, image_size: int = 224, split: str = "test") -> ImageSet:
+    """A seeded subset of a Table 1 dataset's split, resized and centre-cropped to the encoder's size."""
     import torchvision.transforms as T
 
     transform = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
                            T.CenterCrop(image_size), T.PILToTensor()])
-    dataset = paper_dataset(name, transform=transform)
-    idx = seeded_subset(len(dataset), n, seed)
+    dataset = paper_dataset(name, transform=transform, split=split)
+    idx = paper_indices(PAPER_DATASETS[name], len(dataset), n, seed, split)
     pairs = [dataset[int(i)] for i in idx]
     images = torch.stack([p[0] if p[0].shape[0] == 3 else p[0].expand(3, -1, -1) for p in pairs])
     labels = torch.tensor([int(p[1]) for p in pairs])
-    return ImageSet(images, labels, tuple(paper_classnames(dataset)), f"torchvision:{name}")
+    return ImageSet(images, labels, tuple(paper_classnames(dataset)), f"torchvision:{name}:{split}")
 
 
 def load_images(profile: str, name: str, n: int | None, seed: int = 0, split: str = "test") -> ImageSet:
@@ -288,7 +321,7 @@ def load_images(profile: str, name: str, n: int | None, seed: int = 0, split: st
     check_dataset(name, profile)
     if profile == "mini":
         return mini_dataset(name, split, n=n, seed=seed)
-    return paper_imageset(name, n, seed)
+    return paper_imageset(name, n, seed, split=split)
 
 
 def mini_datasets_frame():

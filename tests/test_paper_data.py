@@ -1,0 +1,47 @@
+"""The paper profile's datasets, read through torchvision from folders in its real layouts (tests/local_data.py)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from local_data import eurosat, imagenet
+from radapt_lib import data
+
+
+@pytest.fixture
+def paper_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADAPT_DATA", str(tmp_path))
+    return tmp_path / "paper"
+
+
+def test_imagenet_val_and_train_read_through_torchvision(paper_data):
+    imagenet(paper_data / "ImageNet", splits=("val", "train"))
+    val = data.paper_imageset("ImageNet", n=3, seed=0)
+    assert val.images.shape == (3, 3, 224, 224) and val.images.dtype == torch.uint8
+    assert len(val.classnames) == 1000 and val.classnames[0] == "tench" and val.source.endswith(":test")
+    train = data.paper_imageset("ImageNet", n=3, seed=0, split="train")
+    assert train.source.endswith(":train") and not torch.equal(train.images, val.images)
+
+
+def test_imagenet_with_a_few_classes_is_refused(paper_data):
+    # open_clip's names are indexed by position among the 1000 wnids: a partial copy would mislabel every class.
+    imagenet(paper_data / "ImageNet", classes=3)
+    with pytest.raises(data.DataNotFoundError, match="3 class folders, not 1000"):
+        data.paper_imageset("ImageNet", n=2)
+
+
+def test_a_one_pool_dataset_splits_into_disjoint_halves(paper_data):
+    eurosat(paper_data / "EuroSAT")
+    test = data.paper_imageset("EuroSAT", n=None, image_size=32)
+    train = data.paper_imageset("EuroSAT", n=None, image_size=32, split="train")
+    assert len(test) == len(train) == 6 and test.classnames == ("AnnualCrop", "Forest", "River")
+    spec = data.PAPER_DATASETS["EuroSAT"]
+    a, b = data.paper_indices(spec, 12, None, 0, "test"), data.paper_indices(spec, 12, None, 3, "train")
+    assert set(a.tolist()).isdisjoint(b.tolist()) and len(set(a.tolist()) | set(b.tolist())) == 12
+
+
+@pytest.mark.parametrize("name, expected", [("ImageNet", "ILSVRC2012_devkit_t12.tar.gz"), ("EuroSAT", "EuroSAT downloads")])
+def test_a_missing_dataset_names_its_folder_and_what_to_put_there(paper_data, name, expected):
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.paper_dataset(name, download=False)
+    assert str(paper_data / name) in str(err.value) and expected in str(err.value)
