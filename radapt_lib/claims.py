@@ -6,7 +6,6 @@ numbers changes this ledger when the book is rebuilt. A verdict word no rule kno
 """
 from __future__ import annotations
 
-import ast
 import json
 import re
 import string
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import config
+from .page import literal_or_text
 
 GLUE_MIME = "application/papermill.record/text/plain"
 BOOK_HINT = "build it with `scripts/book.sh` (executes the pages into book/)"
@@ -133,15 +133,8 @@ def page_values(page: str, folder: Path | None = None) -> dict[str, object]:
         for out in cell.get("outputs", []):
             name = out.get("metadata", {}).get("scrapbook", {}).get("name")
             if name and GLUE_MIME in out.get("data", {}):
-                values[name] = _literal(out["data"][GLUE_MIME])
+                values[name] = literal_or_text(out["data"][GLUE_MIME])
     return values
-
-
-def _literal(text: str) -> object:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
 
 
 def category(verdict: str) -> str:

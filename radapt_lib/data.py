@@ -288,6 +288,8 @@ def paper_classnames(dataset) -> list[str]:
     names = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
     if names is None:
         raise ValueError(f"{type(dataset).__name__} exposes no class names; supply them explicitly")
+    if type(dataset).__name__ == "Caltech256":  # folders are "001.ak47", "002.american-flag", ...
+        names = [str(n).split(".", 1)[-1].replace("-", " ") for n in names]
     return [str(n).replace("_", " ") for n in names]
 
 

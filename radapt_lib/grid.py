@@ -25,8 +25,6 @@ from .rtables import METHODS, Study
 
 # The pages whose evaluations are one methods x attacks x eps product (their other cells read these results).
 GRID_PAGES = ("20_table1_main", "21_table2_attacks", "22_table3_attacks")
-PARAMETER_NAMES = ("profile", "datasets", "n_samples", "methods", "eps", "eps_list", "attack", "attacks", "n_iter",
-                   "n_queries", "seed")
 
 
 @dataclass(frozen=True)
@@ -76,23 +74,16 @@ def notebook_parameters(notebook: Path) -> dict[str, Any]:
     return values
 
 
-def parse_value(text: str) -> Any:
-    """A `-p name value` value as papermill reads it: a Python literal (4, 2.5, None, [..], {..}), else the string."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def plan_for(notebook: Path, overrides: dict[str, Any] | None = None) -> Plan:
     """The grid of a Tables 1-3 page for its parameters with `overrides`, validated as the page validates them."""
     name = Path(notebook).stem
     if name not in GRID_PAGES:
         raise ValueError(f"{name!r} is not a grid page: use one of {GRID_PAGES} (the other pages run as notebooks)")
-    params = {**notebook_parameters(notebook), **(overrides or {})}
-    unknown = sorted(set(params) - set(PARAMETER_NAMES))
+    defaults = notebook_parameters(notebook)
+    unknown = sorted(set(overrides or {}) - set(defaults))  # a parameter the page lacks would change the cells' keys
     if unknown:
-        raise page.ParameterError(f"unknown parameter(s) {unknown} for {name}: use some of {sorted(notebook_parameters(notebook))}")
+        raise page.ParameterError(f"unknown parameter(s) {unknown} for {name}: use some of {sorted(defaults)}")
+    params = {**defaults, **(overrides or {})}
     p = page.setup("radapt", **params)
     attacks = p.attacks if p.attacks is not None else {p.attack: p.n_iter}
     eps_list = p.eps_list_255 if p.eps_list_255 is not None else [p.eps_255]

@@ -47,6 +47,14 @@ def _example(name: str, items: Sequence) -> str:
 
 # -- parsing what papermill hands over -------------------------------------------------------------
 
+def literal_or_text(text: str) -> Any:
+    """A value written as text, as papermill's `-p` reads it: a Python literal (4, 2.5, None, [..], {..}), else the text."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def parse_list(name: str, value: Any, example: Sequence = ("animals", "vehicles")) -> list:
     """A list parameter from a list/tuple, a JSON, Python or YAML list string, or a comma-separated string.
 

@@ -17,7 +17,7 @@ import sys
 
 import pandas as pd
 
-from radapt_lib import config, grid
+from radapt_lib import config, grid, page
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stop-after-cells", type=int, default=None,
                         help="each rank leaves after computing this many cells (simulates a crash; for tests)")
     args = parser.parse_args(argv)
-    plan = grid.plan_for(args.notebook, {name: grid.parse_value(value) for name, value in args.p})
+    plan = grid.plan_for(args.notebook, {name: page.literal_or_text(value) for name, value in args.p})
     rank, world = grid.init_distributed()
     study = grid.prepare(plan, rank, world)
     grid.share_cores()

@@ -38,3 +38,29 @@ def eurosat(root: Path, per_class: int = 4, classes=("AnnualCrop", "Forest", "Ri
         for k in range(per_class):
             _jpeg(root / "eurosat" / "2750" / c / f"{c}_{k}.jpg", rng, size=64)
     return root
+
+
+def caltech256(root: Path, per_class: int = 3, classes=("001.ak47", "002.american-flag", "003.backpack")) -> Path:
+    """torchvision.datasets.Caltech256: caltech256/256_ObjectCategories/<NNN.name>/<NNN>_<kkkk>.jpg (one pool)."""
+    rng = np.random.default_rng(2)
+    for c in classes:
+        for k in range(1, per_class + 1):
+            _jpeg(root / "caltech256" / "256_ObjectCategories" / c / f"{c[:3]}_{k:04d}.jpg", rng, size=48)
+    return root
+
+
+def dtd(root: Path, per_class: int = 2, classes=("banded", "blotchy", "braided")) -> Path:
+    """torchvision.datasets.DTD: dtd/dtd/images/<class>/*.jpg and dtd/dtd/labels/{train,val,test}1.txt."""
+    rng = np.random.default_rng(3)
+    base = root / "dtd" / "dtd"
+    lines = {"train": [], "val": [], "test": []}
+    for c in classes:
+        for split in lines:
+            for k in range(per_class):
+                name = f"{c}_{split}_{k:04d}.jpg"
+                _jpeg(base / "images" / c / name, rng, size=48)
+                lines[split].append(f"{c}/{name}")
+    (base / "labels").mkdir(parents=True, exist_ok=True)
+    for split, rows in lines.items():
+        (base / "labels" / f"{split}1.txt").write_text("\n".join(rows) + "\n")
+    return root

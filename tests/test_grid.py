@@ -62,7 +62,7 @@ def one_process(tmp_path_factory) -> list[dict]:
 def test_plan_is_the_pages_product():
     plan = grid.plan_for(TABLE2)
     assert len(plan.cells()) == 2 * 4 * 3 * 3  # datasets x methods x attacks x eps, as the page evaluates
-    small = grid.plan_for(TABLE2, {k: grid.parse_value(v) for k, v in SMALL.items()})
+    small = grid.plan_for(TABLE2, {k: page.literal_or_text(v) for k, v in SMALL.items()})
     assert [(c.method, c.eps_255) for c in small.cells()] == [(m, e) for m in ("CLIP", "R-Adapt_CLIP", "R-Adapt+")
                                                               for e in (2.0, 4.0)]
     table1 = grid.plan_for(ROOT / "notebooks" / "20_table1_main.ipynb", {"profile": "paper", "n_samples": 1000})
@@ -74,6 +74,8 @@ def test_plan_refuses_what_the_page_would():
         grid.plan_for(ROOT / "notebooks" / "10_cka.ipynb")
     with pytest.raises(page.ParameterError, match="unknown parameter"):
         grid.plan_for(TABLE2, {"n_sample": 5})
+    with pytest.raises(page.ParameterError, match="unknown parameter"):  # Table 3's, not Table 2's
+        grid.plan_for(TABLE2, {"n_queries": 5000})
     with pytest.raises(page.ParameterError, match="1/255"):
         grid.plan_for(TABLE2, {"eps_list": "0.0157"})
 
@@ -104,7 +106,7 @@ def test_a_stopped_run_resumes_without_recomputing(one_process, tmp_path, monkey
     # The page's own evaluation call now reads every cell from the cache.
     monkeypatch.setenv("RADAPT_CACHE", str(cache_dir))
     before = set((cache_dir / "evaluations").glob("*.pt"))
-    p = page.setup("radapt", profile="mini", seed=0, **{k: grid.parse_value(v) for k, v in SMALL.items()})
+    p = page.setup("radapt", profile="mini", seed=0, **{k: page.literal_or_text(v) for k, v in SMALL.items()})
     study = rtables.Study.create(p.profile, p.datasets, p.n_samples, p.seed)
     study.train_plus(progress=False)
     frame = study.evaluate_many(p.methods, p.attacks, p.eps_list_255)

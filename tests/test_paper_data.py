@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from local_data import eurosat, imagenet
+from local_data import caltech256, dtd, eurosat, imagenet
 from radapt_lib import data
 
 
@@ -45,3 +45,17 @@ def test_a_missing_dataset_names_its_folder_and_what_to_put_there(paper_data, na
     with pytest.raises(data.DataNotFoundError) as err:
         data.paper_dataset(name, download=False)
     assert str(paper_data / name) in str(err.value) and expected in str(err.value)
+
+
+def test_caltech256_class_names_lose_their_folder_numbers(paper_data):
+    # the folders are "001.ak47", ...: a prompt "a photo of a 001.ak47." is not what CLIP was evaluated with
+    caltech256(paper_data / "Caltech256")
+    images = data.paper_imageset("Caltech256", n=None, image_size=32)
+    assert images.classnames == ("ak47", "american flag", "backpack") and len(images) == 4  # the test half of 9
+
+
+def test_dtd_reads_its_test_and_train_split_files(paper_data):
+    dtd(paper_data / "DTD")
+    test, train = data.paper_imageset("DTD", n=None, image_size=32), data.paper_imageset("DTD", n=None, image_size=32, split="train")
+    assert len(test) == len(train) == 6 and test.classnames == ("banded", "blotchy", "braided")
+    assert not torch.equal(test.images, train.images)
