@@ -10,17 +10,17 @@ launched again computes only the cells that are missing. `gather` collects the p
 from __future__ import annotations
 
 import ast
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import cache, page
+from . import cache, evaluation, page
 from .rtables import METHODS, Study
 
 # The pages whose evaluations are one methods x attacks x eps product (their other cells read these results).
@@ -116,10 +116,8 @@ def share_cores() -> None:
 
 
 def outcome_hash(result) -> str:
-    """sha256 of a result's per-image clean and attacked predictions: equal hashes, equal outcomes."""
-    h = hashlib.sha256(result.clean_pred.tobytes())
-    h.update(result.adv_pred.tobytes())
-    return h.hexdigest()[:16]
+    """Fingerprint of a result's per-image clean and attacked predictions: equal hashes, equal outcomes."""
+    return evaluation.fingerprint(torch.from_numpy(np.stack([result.clean_pred, result.adv_pred])))
 
 
 def run_shard(study: Study, plan: Plan, rank: int = 0, world: int = 1, stop_after: int | None = None) -> list[dict]:
