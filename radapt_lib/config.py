@@ -106,6 +106,30 @@ PROFILE_DEFAULTS: dict[str, ProfileDefaults] = {
 }
 
 
+# The paper profile at smoke size, for running every page on 2 CPU cores against a local hub of random-weight
+# checkpoints and tiny synthetic datasets (tests/test_paper_pages.py): the same code path, small enough to finish.
+# With RADAPT_PAPER_SMOKE=1 it replaces the paper profile's defaults, and `models` builds ViT-B/32 where the paper
+# uses ViT-L/14 (PAPER_SMOKE_ARCH). Pages print that they run at smoke size; no paper result is ever made this way.
+PAPER_SMOKE_ENV = "RADAPT_PAPER_SMOKE"
+PAPER_SMOKE_ARCH = "ViT-B-32-quickgelu"
+_SMOKE_SETS = ("EuroSAT", "DTD")  # two small synthetic datasets in torchvision's layouts (tests/local_data.py)
+PAPER_SMOKE_DEFAULTS = ProfileDefaults(
+    resolution=224, finetune_source=_SMOKE_SETS[0], apgd_iter=2, plus_train=_SMOKE_SETS[0],
+    plus_anchor={"n_images": 4, "epochs": 1, "pgd_steps": 1, "batch_size": 4, "lr": 1e-2, "examples": "minmax"},
+    datasets={"main": _SMOKE_SETS, "cka": _SMOKE_SETS[:1], "attention": _SMOKE_SETS[:1],
+              "insensitivity": _SMOKE_SETS[:1], "replacement": _SMOKE_SETS, "shapley": _SMOKE_SETS[:1],
+              "radapt": _SMOKE_SETS})
+
+
+def paper_smoke() -> bool:
+    """True when RADAPT_PAPER_SMOKE is set (to anything but "" or "0"): the paper profile at smoke size."""
+    return os.environ.get(PAPER_SMOKE_ENV, "") not in ("", "0")
+
+
+if paper_smoke():
+    PROFILE_DEFAULTS["paper"] = PAPER_SMOKE_DEFAULTS
+
+
 def profile_defaults(profile: str) -> ProfileDefaults:
     return PROFILE_DEFAULTS[check_profile(profile)]
 

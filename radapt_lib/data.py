@@ -243,6 +243,13 @@ PAPER_DATASETS: dict[str, PaperDataset] = {d.name: d for d in (
     PaperDataset("PCAM", "PCAM", {"split": "test"}, {"split": "train"}),
 )}
 SPLITS = ("test", "train")
+# torchvision cannot download these (licence; StanfordCars' URL is dead): what to put in the folder instead.
+NOT_DOWNLOADABLE = {
+    "ImageNet": "ILSVRC2012_devkit_t12.tar.gz and ILSVRC2012_img_val.tar (train: ILSVRC2012_img_train.tar), or what "
+                "torchvision unpacks from them: meta.bin and val/<wnid>/*.JPEG",
+    "StanfordCars": "stanford_cars/ with devkit/cars_meta.mat, devkit/cars_train_annos.mat, cars_train/, "
+                    "cars_test_annos_withlabels.mat and cars_test/ (the original URL is dead; mirrors keep this layout)",
+}
 
 
 def paper_root(name: str) -> Path:
@@ -253,8 +260,8 @@ def paper_root(name: str) -> Path:
 def paper_dataset(name: str, transform=None, root: Path | None = None, split: str = "test", download: bool = True):
     """The torchvision dataset behind a Table 1 column, read from its folder (downloaded there if missing and online).
 
-    ImageNet is never downloaded. A dataset that is neither there nor downloadable is a DataNotFoundError
-    naming the folder and what to put in it.
+    ImageNet and StanfordCars are never downloaded (NOT_DOWNLOADABLE). A dataset that is neither there nor
+    downloadable is a DataNotFoundError naming the folder and what to put in it.
     """
     import torchvision.datasets as tvd
 
@@ -263,14 +270,13 @@ def paper_dataset(name: str, transform=None, root: Path | None = None, split: st
         raise ValueError(f"split={split!r}: use one of {SPLITS}")
     root = Path(root or paper_root(name))
     kwargs = dict((spec.train if split == "train" and spec.train is not None else spec.test), transform=transform)
-    if spec.torchvision_class != "ImageNet":
+    if spec.torchvision_class not in NOT_DOWNLOADABLE:
         kwargs["download"] = download
     try:
         return getattr(tvd, spec.torchvision_class)(root=str(root), **kwargs)
     except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted", failed downloads
-        what = ("ILSVRC2012_devkit_t12.tar.gz and ILSVRC2012_img_val.tar (train: ILSVRC2012_img_train.tar), or what "
-                "torchvision unpacks from them: meta.bin and val/<wnid>/*.JPEG" if spec.torchvision_class == "ImageNet"
-                else f"the files torchvision.datasets.{spec.torchvision_class} downloads (run once online to fetch them)")
+        what = NOT_DOWNLOADABLE.get(spec.torchvision_class) or \
+            f"the files torchvision.datasets.{spec.torchvision_class} downloads (run once online to fetch them)"
         raise DataNotFoundError(f"{name} ({split}) could not be read from {root}: put {what} there "
                                 f"(RADAPT_DATA=/path/to/datasets reads <RADAPT_DATA>/paper/{name}). torchvision said: "
                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
@@ -285,12 +291,36 @@ def paper_classnames(dataset) -> list[str]:
             raise DataNotFoundError(f"ImageNet at {dataset.root} has {len(dataset.wnids)} class folders, not "
                                     f"{len(IMAGENET_CLASSNAMES)}: labels index open_clip's class names by wnid order")
         return list(IMAGENET_CLASSNAMES)
+    kind = type(dataset).__name__
+    if kind == "PCAM":  # torchvision gives no names; these are CLIP's (label 1: metastatic tissue)
+        return list(PCAM_CLASSNAMES)
     names = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
     if names is None:
-        raise ValueError(f"{type(dataset).__name__} exposes no class names; supply them explicitly")
-    if type(dataset).__name__ == "Caltech256":  # folders are "001.ak47", "002.american-flag", ...
+        raise ValueError(f"{kind} exposes no class names; supply them explicitly")
+    if kind == "Caltech256":  # folders are "001.ak47", "002.american-flag", ...
         names = [str(n).split(".", 1)[-1].replace("-", " ") for n in names]
+    if kind == "Country211":  # folders are ISO 3166 alpha-2 codes: "AD", "AE", ...
+        names = [country_name(str(n)) for n in names]
+    if kind == "SUN397":  # "apartment_building/outdoor"
+        names = [str(n).replace("/", " ") for n in names]
     return [str(n).replace("_", " ") for n in names]
+
+
+PCAM_CLASSNAMES = ("lymph node", "lymph node containing metastatic tumor tissue")
+COUNTRY_NAMES_NOT_IN_ISO = {"XK": "Kosovo"}  # a user-assigned code that Country211 uses
+
+
+def country_name(code: str) -> str:
+    """A country's common English name from its ISO 3166 alpha-2 code (pycountry), e.g. "KR" -> "South Korea"."""
+    import pycountry
+
+    if code in COUNTRY_NAMES_NOT_IN_ISO:
+        return COUNTRY_NAMES_NOT_IN_ISO[code]
+    country = pycountry.countries.get(alpha_2=code)
+    if country is None:
+        raise ValueError(f"Country211 class folder {code!r} is not an ISO 3166 alpha-2 code: add its name to "
+                         "data.COUNTRY_NAMES_NOT_IN_ISO")
+    return getattr(country, "common_name", None) or country.name
 
 
 def paper_indices(spec: PaperDataset, size: int, n: int | None, seed: int, split: str) -> torch.Tensor:
@@ -338,3 +368,14 @@ def mini_datasets_frame():
                      "test images": int(torch.isin(test.labels, torch.tensor(ids)).sum()),
                      "chance (%)": round(100 / len(spec.classes), 1), "what it is": spec.description})
     return pd.DataFrame(rows)
+
+
+def datasets_frame(profile: str):
+    """The profile's datasets for the zoo page: the mini splits with their roles, or where each paper dataset is read."""
+    import pandas as pd
+
+    if config.check_profile(profile) == "mini":
+        return mini_datasets_frame()
+    return pd.DataFrame([{"dataset": d.name, "torchvision class": d.torchvision_class, "folder": str(paper_root(d.name)),
+                          "test split": d.test or "first half of one pool", "train split": d.train or "second half"}
+                         for d in PAPER_DATASETS.values()])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Callable, Sequence
 
 import open_clip
@@ -87,12 +87,18 @@ def profile_of(name: str) -> str:
     return "mini" if check_model(name) in MINI_MODELS else "paper"
 
 
+def paper_spec(name: str) -> PaperModelSpec:
+    """A paper model's spec; at smoke size (config.paper_smoke) built as ViT-B/32 (a hub repo's own config still rules)."""
+    spec = PAPER_MODELS[check_model(name)]
+    return replace(spec, arch=config.PAPER_SMOKE_ARCH) if config.paper_smoke() else spec
+
+
 def open_clip_call(name: str, pretrained: bool = True) -> tuple[str, dict[str, Any]]:
     """The (model_name, kwargs) given to open_clip.create_model_and_transforms for a paper name.
 
     With pretrained=False it builds the same architecture with random weights, offline.
     """
-    spec = PAPER_MODELS[check_model(name)]
+    spec = paper_spec(name)
     if not pretrained:
         return spec.arch, {"pretrained": None}
     if spec.hub_id is not None:
@@ -119,7 +125,7 @@ def _load_paper(name: str, pretrained: bool) -> LoadedModel:
         if not pretrained:
             raise
         raise WeightsUnavailableError(_missing_weights(name, model_name, kwargs, exc)) from exc
-    tokenizer = open_clip.get_tokenizer(model_name if model_name.startswith("hf-hub:") else PAPER_MODELS[name].arch)
+    tokenizer = open_clip.get_tokenizer(model_name if model_name.startswith("hf-hub:") else paper_spec(name).arch)
     clip.eval()
     return LoadedModel(name, clip, preprocess, tokenizer, OPENAI_MEAN, OPENAI_STD,
                        {"profile": "paper", "open_clip": model_name, **kwargs})
@@ -134,7 +140,7 @@ def _load_mini(name: str) -> LoadedModel:
 
 
 def _missing_weights(name: str, model_name: str, kwargs: dict[str, Any], exc: Exception) -> str:
-    spec = PAPER_MODELS[name]
+    spec = paper_spec(name)
     where = (f"the Hugging Face repo {spec.hub_id.removeprefix('hf-hub:')}" if spec.hub_id
              else f"open_clip's {spec.arch} '{kwargs.get('pretrained')}' checkpoint")
     first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
@@ -153,7 +159,9 @@ def load_model(name: str, pretrained: bool = True, device: torch.device | None =
 def classifier(loaded: LoadedModel, classnames: Sequence[str], templates: Sequence[str] | None = None,
                visual: nn.Module | None = None) -> ZeroShotClassifier:
     """A ZeroShotClassifier over `classnames`; `visual` overrides the tower (e.g. a robust one)."""
-    templates = templates or data.CIFAR_TEMPLATES
+    if not templates:  # at paper smoke size one prompt per class: ViT-B/32's text tower is most of a page's set-up
+        smoke = loaded.info.get("profile") == "paper" and config.paper_smoke()
+        templates = data.CIFAR_TEMPLATES[:1] if smoke else data.CIFAR_TEMPLATES
     head = text_head(loaded.clip, loaded.tokenizer, classnames, templates)
     tower = copy.deepcopy(visual if visual is not None else loaded.clip.visual)
     model = ZeroShotClassifier(tower, head, loaded.mean, loaded.std, classnames)
@@ -180,7 +188,7 @@ def registry_frame(profile: str):
     rows = []
     for method, name in PROFILE_MODELS[profile].items():
         if profile == "paper":
-            spec = PAPER_MODELS[name]
+            spec = paper_spec(name)
             source = spec.hub_id or (f"open_clip {spec.arch}, pretrained={spec.pretrained}" if spec.pretrained
                                      else f"local checkpoint (${spec.checkpoint_env})")
         else:

@@ -126,7 +126,8 @@ def parse_mapping(name: str, value: Any, example: str = '{"pgd": 10, "apgd-ce": 
     raise ParameterError(f"{name}={value!r} is not a mapping: {how}")
 
 
-_COUNT_EXAMPLES = {"seed": 0, "n_samples": 100, "n_iter": 10, "n_queries": 200, "vit_batch": 8, "repeats": 7}
+_COUNT_EXAMPLES = {"seed": 0, "n_samples": 100, "n_iter": 10, "n_queries": 200, "vit_batch": 8, "repeats": 7,
+                   "n_permutations": 50}
 
 
 def _as_number(value: Any) -> float | int | None:
@@ -250,6 +251,7 @@ EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
     "train_sizes": _counts, "train_epochs": _counts,  # training-scale page
     "training_seeds": _training_seeds,  # Table 1 page: the released seed replicas to repeat the claims with
+    "n_permutations": check_count,  # head Shapley page: sampled permutations when exact Shapley is too costly
 }
 
 
@@ -332,6 +334,9 @@ def setup(name: str, *, profile: str, seed: int, models: Any = _UNSET, model_nam
         checked[key] = EXTRA_PARAMETERS[key](key, value)
 
     device = config.setup(out["seed"])
+    if profile == "paper" and config.paper_smoke():
+        print(f"SMOKE RUN ({config.PAPER_SMOKE_ENV} is set): paper code path at smoke size ({config.PAPER_SMOKE_ARCH}, "
+              f"tiny R-Adapt+ training, datasets {list(defaults.datasets['radapt'])}); its numbers are not results")
     return Page(name=name, profile=profile, device=device, defaults=defaults, extra=checked, **out)
 
 

@@ -4,6 +4,7 @@ Random pixels, the real folder and file names: `paper_dataset` reads them throug
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -63,4 +64,123 @@ def dtd(root: Path, per_class: int = 2, classes=("banded", "blotchy", "braided")
     (base / "labels").mkdir(parents=True, exist_ok=True)
     for split, rows in lines.items():
         (base / "labels" / f"{split}1.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def caltech101(root: Path, per_class: int = 4, classes=("BACKGROUND_Google", "Faces_easy", "accordion", "airplanes")) -> Path:
+    """torchvision.datasets.Caltech101: caltech101/101_ObjectCategories/<class>/image_<kkkk>.jpg (one pool; the
+    BACKGROUND_Google folder is not a class)."""
+    rng = np.random.default_rng(4)
+    for c in classes:
+        for k in range(1, per_class + 1):
+            _jpeg(root / "caltech101" / "101_ObjectCategories" / c / f"image_{k:04d}.jpg", rng, size=48)
+    return root
+
+
+def oxford_pets(root: Path, per_class: int = 2, breeds=(("Abyssinian", 1), ("american_bulldog", 2), ("Bengal", 1))) -> Path:
+    """torchvision.datasets.OxfordIIITPet: oxford-iiit-pet/images/<Breed>_<k>.jpg and annotations/{trainval,test}.txt
+    ("<image id> <class, 1-based> <species: 1 cat, 2 dog> <breed id>")."""
+    rng = np.random.default_rng(5)
+    base = root / "oxford-iiit-pet"
+    (base / "annotations").mkdir(parents=True, exist_ok=True)
+    for offset, split in enumerate(("trainval", "test")):
+        rows = []
+        for label, (breed, species) in enumerate(breeds, start=1):
+            for k in range(per_class):
+                image_id = f"{breed}_{1 + k + offset * per_class}"
+                _jpeg(base / "images" / f"{image_id}.jpg", rng, size=48)
+                rows.append(f"{image_id} {label} {species} {label}")
+        (base / "annotations" / f"{split}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def food101(root: Path, per_class: int = 2, classes=("apple_pie", "baby_back_ribs", "baklava")) -> Path:
+    """torchvision.datasets.Food101: food-101/images/<class>/<id>.jpg and meta/{train,test}.json ({class: ["<class>/<id>"]})."""
+    rng = np.random.default_rng(6)
+    base = root / "food-101"
+    (base / "meta").mkdir(parents=True, exist_ok=True)
+    for offset, split in enumerate(("train", "test")):
+        meta = {}
+        for c in classes:
+            ids = [f"{c}/{100000 * (offset + 1) + k}" for k in range(per_class)]
+            for rel in ids:
+                _jpeg(base / "images" / f"{rel}.jpg", rng, size=48)
+            meta[c] = ids
+        (base / "meta" / f"{split}.json").write_text(json.dumps(meta))
+    return root
+
+
+def sun397(root: Path, per_class: int = 4, classes=("/a/abbey", "/a/apartment_building/outdoor", "/b/bakery/shop")) -> Path:
+    """torchvision.datasets.SUN397: SUN397/ClassName.txt ("/a/abbey" per line) and SUN397/<class>/sun_<id>.jpg (one pool)."""
+    rng = np.random.default_rng(7)
+    base = root / "SUN397"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "ClassName.txt").write_text("\n".join(classes) + "\n")
+    for i, c in enumerate(classes):
+        for k in range(per_class):
+            _jpeg(base / c.strip("/") / f"sun_a{i}{k:03d}.jpg", rng, size=48)
+    return root
+
+
+def country211(root: Path, per_class: int = 2, codes=("AD", "KR", "XK")) -> Path:
+    """torchvision.datasets.Country211: country211/{train,valid,test}/<ISO 3166 alpha-2 code>/<id>.jpg."""
+    rng = np.random.default_rng(8)
+    for split in ("train", "valid", "test"):
+        for code in codes:
+            for k in range(per_class):
+                _jpeg(root / "country211" / split / code / f"{split}{k}.jpg", rng, size=48)
+    return root
+
+
+def fgvc_aircraft(root: Path, per_class: int = 2, variants=("707-320", "A300B4", "Cessna 172")) -> Path:
+    """torchvision.datasets.FGVCAircraft: fgvc-aircraft-2013b/data/variants.txt, images/<id>.jpg and
+    images_variant_{train,test}.txt ("<id> <variant>")."""
+    rng = np.random.default_rng(9)
+    base = root / "fgvc-aircraft-2013b" / "data"
+    base.mkdir(parents=True, exist_ok=True)
+    (base / "variants.txt").write_text("\n".join(variants) + "\n")
+    for offset, split in enumerate(("train", "test")):
+        rows = []
+        for i, v in enumerate(variants):
+            for k in range(per_class):
+                image_id = f"{1000000 + offset * 1000 + i * 10 + k}"
+                _jpeg(base / "images" / f"{image_id}.jpg", rng, size=48)
+                rows.append(f"{image_id} {v}")
+        (base / f"images_variant_{split}.txt").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def pcam(root: Path, n: int = 6) -> Path:
+    """torchvision.datasets.PCAM: pcam/camelyonpatch_level_2_split_<split>_{x,y}.h5 ("x": N x 96 x 96 x 3 uint8,
+    "y": N x 1 x 1 x 1 labels, 1 = metastatic tissue)."""
+    import h5py
+
+    rng = np.random.default_rng(10)
+    base = root / "pcam"
+    base.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "test"):
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_x.h5", "w") as f:
+            f["x"] = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+        with h5py.File(base / f"camelyonpatch_level_2_split_{split}_y.h5", "w") as f:
+            f["y"] = (np.arange(n) % 2).astype(np.uint8).reshape(n, 1, 1, 1)
+    return root
+
+
+def stanford_cars(root: Path, per_class: int = 2, classes=("AM General Hummer SUV 2000", "Acura RL Sedan 2012")) -> Path:
+    """torchvision.datasets.StanfordCars: stanford_cars/devkit/{cars_meta,cars_train_annos}.mat, cars_train/,
+    cars_test_annos_withlabels.mat and cars_test/ (annotations: struct arrays with fname and a 1-based class)."""
+    import scipy.io
+
+    rng = np.random.default_rng(11)
+    base = root / "stanford_cars"
+    (base / "devkit").mkdir(parents=True, exist_ok=True)
+    scipy.io.savemat(base / "devkit" / "cars_meta.mat", {"class_names": np.array(classes, dtype=object)})
+    for split, mat in (("train", base / "devkit" / "cars_train_annos.mat"), ("test", base / "cars_test_annos_withlabels.mat")):
+        rows = []
+        for label in range(1, len(classes) + 1):
+            for k in range(per_class):
+                fname = f"{split}{label:03d}{k:02d}.jpg"
+                _jpeg(base / f"cars_{split}" / fname, rng, size=48)
+                rows.append((fname, label))
+        scipy.io.savemat(mat, {"annotations": np.array(rows, dtype=[("fname", object), ("class", object)])})
     return root

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from local_data import caltech256, dtd, eurosat, imagenet
+from local_data import (caltech101, caltech256, country211, dtd, eurosat, fgvc_aircraft, food101, imagenet, oxford_pets,
+                        pcam, stanford_cars, sun397)
 from radapt_lib import data
 
 
@@ -40,7 +41,8 @@ def test_a_one_pool_dataset_splits_into_disjoint_halves(paper_data):
     assert set(a.tolist()).isdisjoint(b.tolist()) and len(set(a.tolist()) | set(b.tolist())) == 12
 
 
-@pytest.mark.parametrize("name, expected", [("ImageNet", "ILSVRC2012_devkit_t12.tar.gz"), ("EuroSAT", "EuroSAT downloads")])
+@pytest.mark.parametrize("name, expected", [("ImageNet", "ILSVRC2012_devkit_t12.tar.gz"), ("EuroSAT", "EuroSAT downloads"),
+                                            ("StanfordCars", "cars_test_annos_withlabels.mat")])
 def test_a_missing_dataset_names_its_folder_and_what_to_put_there(paper_data, name, expected):
     with pytest.raises(data.DataNotFoundError) as err:
         data.paper_dataset(name, download=False)
@@ -59,3 +61,32 @@ def test_dtd_reads_its_test_and_train_split_files(paper_data):
     test, train = data.paper_imageset("DTD", n=None, image_size=32), data.paper_imageset("DTD", n=None, image_size=32, split="train")
     assert len(test) == len(train) == 6 and test.classnames == ("banded", "blotchy", "braided")
     assert not torch.equal(test.images, train.images)
+
+
+# name, builder, folder under paper/, class names the prompts will read, images in (test, train)
+LAYOUTS = [
+    ("Caltech101", caltech101, ("Faces easy", "accordion", "airplanes"), (6, 6)),  # one pool of 12 halved
+    ("OxfordPets", oxford_pets, ("Abyssinian", "American Bulldog", "Bengal"), (6, 6)),
+    ("Food101", food101, ("apple pie", "baby back ribs", "baklava"), (6, 6)),
+    ("SUN397", sun397, ("abbey", "apartment building outdoor", "bakery shop"), (6, 6)),
+    ("Country211", country211, ("Andorra", "South Korea", "Kosovo"), (6, 6)),
+    ("FGVCA", fgvc_aircraft, ("707-320", "A300B4", "Cessna 172"), (6, 6)),
+    ("PCAM", pcam, ("lymph node", "lymph node containing metastatic tumor tissue"), (6, 6)),
+    ("StanfordCars", stanford_cars, ("AM General Hummer SUV 2000", "Acura RL Sedan 2012"), (4, 4)),
+]
+
+
+@pytest.mark.parametrize("name, build, classnames, sizes", LAYOUTS, ids=[row[0] for row in LAYOUTS])
+def test_each_loader_reads_its_real_layout_with_prompt_ready_class_names(paper_data, name, build, classnames, sizes):
+    build(paper_data / name)
+    test = data.paper_imageset(name, n=None, image_size=32)
+    train = data.paper_imageset(name, n=None, image_size=32, split="train")
+    assert (len(test), len(train)) == sizes and test.classnames == classnames
+    assert test.images.shape[1:] == (3, 32, 32) and test.images.dtype == torch.uint8
+    assert int(test.labels.max()) < len(classnames) and not torch.equal(test.images, train.images)
+
+
+def test_an_unknown_country_code_names_the_table_to_extend():
+    assert data.country_name("KR") == "South Korea" and data.country_name("XK") == "Kosovo"
+    with pytest.raises(ValueError, match="COUNTRY_NAMES_NOT_IN_ISO"):
+        data.country_name("QQ")

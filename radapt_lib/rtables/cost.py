@@ -49,10 +49,10 @@ def overhead_pairs(study: Study, vit_batch: int = 8) -> tuple[dict, dict]:
 
     from ..zeroshot import ZeroShotClassifier
 
-    ds = study.datasets[0]
+    ds, p = study.datasets[0], study.profile
     x = study.images[ds].floats()
-    pairs = {"mini: R-Adapt+ (alpha 0.8, beta 0.2)": (study.model("CLIP", ds), study.model("R-Adapt+", ds)),
-             "mini: R-Adapt_FARE (beta 0)": (study.model("CLIP", ds), study.model("R-Adapt_FARE", ds))}
+    pairs = {f"{p}: R-Adapt+ (alpha 0.8, beta 0.2)": (study.model("CLIP", ds), study.model("R-Adapt+", ds)),
+             f"{p}: R-Adapt_FARE (beta 0)": (study.model("CLIP", ds), study.model("R-Adapt_FARE", ds))}
     inputs = {k: x for k in pairs}
     torch.manual_seed(study.seed)
     clip = open_clip.create_model("ViT-B-32", pretrained=None).eval()
@@ -65,9 +65,14 @@ def overhead_pairs(study: Study, vit_batch: int = 8) -> tuple[dict, dict]:
     return pairs, inputs
 
 
-def _fare_budget() -> dict:
+def _fare_budget(profile: str) -> dict:
+    """The FARE fine-tune's counts: the released mini run's, or (paper) only what the paper states (its images)."""
     from .. import training, zoo
 
+    if profile != "mini":
+        nan = float("nan")
+        return {"distinct images": reference.R_ADAPT_PLUS_BUDGET["aft_images"], "images seen": nan, "fwd-bwd passes": nan,
+                "steps": nan, "seconds": nan}
     cfg = training.MINI_FINETUNES["mini-fare"]
     record = zoo.entry("mini-fare")
     seen = cfg.steps * cfg.batch_size
@@ -90,8 +95,10 @@ def timed_here(study: Study, run: plus.AnchorRun, steps: int = 3) -> dict[str, f
     """
     from .. import anchor_zoo, zoo
 
-    if study.profile != "mini":
-        raise NotImplementedError("timing a FARE fine-tune step needs the mini zoo; the paper's budget is in reference")
+    if study.profile != "mini":  # the paper's FARE is a published checkpoint: there is no fine-tune to time here
+        images = study.train_images(steps * run.config.batch_size)
+        clf = models.classifier(study.zoo["CLIP"], images.classnames)
+        return {"FARE": float("nan"), "R-Adapt+": plus.seconds_per_batch(clf, images, run.config, steps)}
     _, log = zoo.train("mini-fare", stop_after=steps)
     images = anchor_zoo.origin_images(run.origin or anchor_zoo.mini_origin(), steps * run.config.batch_size)
     clf = models.classifier(study.zoo["CLIP"], images.classnames)
@@ -100,12 +107,11 @@ def timed_here(study: Study, run: plus.AnchorRun, steps: int = 3) -> dict[str, f
 
 def budget_counts(study: Study, run: plus.AnchorRun) -> pd.DataFrame:
     """Deterministic budget counts: distinct images, images seen, forward-backward passes; paper beside."""
-    if study.profile != "mini":
-        raise NotImplementedError("the FARE training log exists for the mini zoo only; the paper's budget is in reference")
-    fare, plus = _fare_budget(), _plus_budget(run)
+    p = study.profile
+    fare, plus = _fare_budget(p), _plus_budget(run)
     b = reference.R_ADAPT_PLUS_BUDGET
-    rows = {"FARE fine-tune (mini)": fare, "R-Adapt+ anchor (mini)": plus,
-            "FARE / R-Adapt+ (mini)": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
+    rows = {f"FARE fine-tune ({p})": fare, f"R-Adapt+ anchor ({p})": plus,
+            f"FARE / R-Adapt+ ({p})": {k: round(fare[k] / plus[k], 2) for k in ("distinct images", "images seen", "fwd-bwd passes")},
             "paper: AFT / R-Adapt+ images": {"distinct images": b["ratio"]}}
     return pd.DataFrame(rows).T.drop(columns="seconds", errors="ignore")
 
@@ -118,7 +124,8 @@ def _estimated_seconds(per_step: dict[str, float], fare: dict, plus: dict) -> di
 def training_budget(study: Study, run: plus.AnchorRun, per_step: dict[str, float]) -> pd.DataFrame:
     """Wall-clock of the FARE fine-tune and the R-Adapt+ run: as released (their own machines) and estimated from
     `per_step` (`timed_here`: both on this machine), with the ratio FARE / R-Adapt+ of each."""
-    fare, plus = _fare_budget(), _plus_budget(run)
+    p = study.profile
+    fare, plus = _fare_budget(p), _plus_budget(run)
     est = _estimated_seconds(per_step, fare, plus)
     return pd.DataFrame({"steps": [fare["steps"], plus["steps"], None],
                          "released run, s": [round(fare["seconds"], 1), round(plus["seconds"], 1),
@@ -126,13 +133,14 @@ def training_budget(study: Study, run: plus.AnchorRun, per_step: dict[str, float
                          "s per step here": [round(per_step["FARE"], 2), round(per_step["R-Adapt+"], 2), None],
                          "estimated here, s": [round(est["FARE"], 1), round(est["R-Adapt+"], 1),
                                                round(est["FARE"] / est["R-Adapt+"], 2)]},
-                        index=["FARE fine-tune (mini)", "R-Adapt+ anchor (mini)", "ratio FARE / R-Adapt+"])
+                        index=[f"FARE fine-tune ({p})", f"R-Adapt+ anchor ({p})", "ratio FARE / R-Adapt+"])
 
 
 def cost_verdict(overhead: pd.DataFrame, study: Study, run: plus.AnchorRun, per_step: dict[str, float]) -> dict:
     ratios = dict(zip(overhead["setting"], overhead["ratio"]))
-    r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p)) for p in ("mini: R-Adapt+", "mini: R-Adapt_FARE", "ViT"))
-    fare, plus = _fare_budget(), _plus_budget(run)
+    r_plus, r_m, r_vit = (next(v for k, v in ratios.items() if k.startswith(p))
+                          for p in (f"{study.profile}: R-Adapt+", f"{study.profile}: R-Adapt_FARE", "ViT"))
+    fare, plus = _fare_budget(study.profile), _plus_budget(run)
     est = _estimated_seconds(per_step, fare, plus)
     worst = max(r_plus, r_vit)
     return {"cost_ratio_plus": f"{r_plus:.2f}", "cost_ratio_m": f"{r_m:.2f}", "cost_ratio_vit": f"{r_vit:.2f}",

@@ -28,10 +28,8 @@ RADAPT = ("R-Adapt_CLIP", "R-Adapt_TeCoA", "R-Adapt_TGA", "R-Adapt_FARE", "R-Ada
 # eps 4/255 (the inner attack and optimiser are not stated).
 PLUS_DEFAULT = {profile: plus.AnchorTrainConfig(**defaults.plus_anchor) for profile, defaults in config.PROFILE_DEFAULTS.items()}
 
-DEFAULTS = {
-    "mini": {"datasets": ("animals", "vehicles"), "plus_train": "animals"},
-    "paper": {"datasets": reference.TABLE1_DATASETS, "plus_train": "ImageNet"},
-}
+DEFAULTS = {profile: {"datasets": tuple(d.datasets["radapt"]), "plus_train": d.plus_train}
+            for profile, d in config.PROFILE_DEFAULTS.items()}
 
 
 def default_datasets(profile: str, datasets: Sequence[str] | None = None) -> tuple[str, ...]:

@@ -1,0 +1,52 @@
+"""Everything the paper profile reads, on disk and offline: a Hugging Face cache holding random-weight checkpoints
+of every paper model in its real repository format (`local_hub`), the TGA checkpoint file, and the smoke-size
+datasets in torchvision's layouts (`local_data`). `build(root)` writes them once and returns the environment
+that points the library at them, with RADAPT_PAPER_SMOKE=1 (config.PAPER_SMOKE_DEFAULTS: ViT-B/32 for every model).
+
+    python tests/local_paper.py /tmp/paper-smoke     # build, then print the environment to export
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import open_clip
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_data import dtd, eurosat  # noqa: E402
+from local_hub import OPENAI_REPOS, write_open_clip_repo  # noqa: E402
+
+from radapt_lib import config, models  # noqa: E402
+
+ARCH = config.PAPER_SMOKE_ARCH
+
+
+def _random_clip(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return open_clip.create_model(ARCH, pretrained=None).eval()
+
+
+def build(root: Path) -> dict[str, str]:
+    """Write the hub, the TGA file and the datasets under `root` (skipped if already there); return the environment."""
+    root = Path(root)
+    hub, datasets, tga = root / "hub", root / "data", root / "tga4-vit-b-32.pt"
+    done = root / ".complete"
+    if not done.exists():
+        cfg = open_clip.get_model_config(ARCH)
+        write_open_clip_repo(hub, OPENAI_REPOS[ARCH], _random_clip(0), model_cfg=None, safetensors=True)
+        for seed, name in enumerate(("fare4-vit-l-14", "tecoa4-vit-l-14"), start=1):
+            repo = models.PAPER_MODELS[name].hub_id.removeprefix("hf-hub:")
+            write_open_clip_repo(hub, repo, _random_clip(seed), model_cfg=cfg)
+        torch.save(_random_clip(3).state_dict(), tga)
+        eurosat(datasets / "paper" / "EuroSAT", per_class=8)
+        dtd(datasets / "paper" / "DTD", per_class=4)
+        done.write_text("ok\n")
+    return {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "RADAPT_DATA": str(datasets),
+            models.PAPER_MODELS["tga4-vit-l-14"].checkpoint_env: str(tga), config.PAPER_SMOKE_ENV: "1",
+            "RADAPT_CACHE": str(root / "cache")}
+
+
+if __name__ == "__main__":
+    env = build(Path(sys.argv[1]))
+    print("\n".join(f"export {k}={v}" for k, v in env.items()))
