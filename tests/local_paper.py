@@ -7,6 +7,7 @@ that points the library at them, with RADAPT_PAPER_SMOKE=1 (config.PAPER_SMOKE_D
 """
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from local_hub import OPENAI_REPOS, write_open_clip_repo  # noqa: E402
 from radapt_lib import config, models  # noqa: E402
 
 ARCH = config.PAPER_SMOKE_ARCH
+HUB, TGA_FILE, DONE = "hub", "tga4-vit-b-32.pt", ".complete"
 
 
 def _random_clip(seed: int) -> torch.nn.Module:
@@ -30,8 +32,8 @@ def _random_clip(seed: int) -> torch.nn.Module:
 def build(root: Path) -> dict[str, str]:
     """Write the hub, the TGA file and the datasets under `root` (skipped if already there); return the environment."""
     root = Path(root)
-    hub, datasets, tga = root / "hub", root / "data", root / "tga4-vit-b-32.pt"
-    done = root / ".complete"
+    hub, datasets, tga = root / HUB, root / "data", root / TGA_FILE
+    done = root / DONE
     if not done.exists():
         cfg = open_clip.get_model_config(ARCH)
         write_open_clip_repo(hub, OPENAI_REPOS[ARCH], _random_clip(0), model_cfg=None, safetensors=True)
@@ -45,6 +47,13 @@ def build(root: Path) -> dict[str, str]:
     return {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "RADAPT_DATA": str(datasets),
             models.PAPER_MODELS["tga4-vit-l-14"].checkpoint_env: str(tga), config.PAPER_SMOKE_ENV: "1",
             "RADAPT_CACHE": str(root / "cache")}
+
+
+def remove_weights(root: Path) -> None:
+    """Delete the ~2.9 GB of random weights (the datasets and anything else under `root` stay)."""
+    shutil.rmtree(root / HUB, ignore_errors=True)
+    for name in (TGA_FILE, DONE):
+        (root / name).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

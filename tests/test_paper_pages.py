@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from local_paper import build
+from local_paper import build, remove_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
@@ -50,6 +50,7 @@ def paper_env(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # papermill's kernels inherit the environment
     yield root
+    remove_weights(root)  # ~2.9 GB; the executed pages stay for inspection
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
