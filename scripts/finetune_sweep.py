@@ -1,12 +1,15 @@
 """Robustness vs fine-tuning length: retrain a mini fine-tune with more steps and measure it as it trains.
 
-    .venv/bin/python scripts/finetune_sweep.py mini-fare --steps 1000 --every 200 [--pgd-steps 5] [--lr 1e-3] [--train-eps 8]
+    .venv/bin/python scripts/finetune_sweep.py mini-fare --steps 1000 --every 200 [--pgd-steps 5] [--lr 1e-3] [--train-eps 8] [--release]
 
 Starts from the released mini-clip with the zoo's fine-tuning config, `steps` (and optionally the inner
 attack's steps and the learning rate) replaced (the cosine schedule spans the whole run, so only the last
 point is a finished run of that length). Every `every` steps it measures, on fixed seeded test images of
-the source split (animals), clean and PGD-10 robust accuracy (l-inf 4/255) with 95% bootstrap CIs.
-Writes data_cache/sweeps/<name>-<steps>-pgd<k>-lr<lr>-eps<e>.json and prints the curve. Nothing is released.
+the source split (animals), clean and PGD-10 robust accuracy (l-inf 4/255) with 95% bootstrap CIs, and keeps
+the per-image outcomes so that a reader can recompute every interval.
+Writes data_cache/sweeps/<name>-<steps>-pgd<k>-lr<lr>-eps<e>.json and prints the curve. With --release it
+writes the same record to zoo/sweeps/ instead, where the zoo page reads its step curves (`zoo.sweep_records`);
+no weights are released by this script.
 """
 from __future__ import annotations
 
@@ -14,16 +17,26 @@ import argparse
 import json
 from dataclasses import asdict, replace
 
-from radapt_lib import config, data, evaluation, training, zoo
+import subprocess
+import time
+
+import torch
+
+from radapt_lib import config, data, evaluation, step_curves, training, zoo
+
+MEASUREMENT = {"dataset": data.FINETUNE_SOURCE, "split": "test", "attack": "pgd", "n_iter": 10, "eps_255": 4, "seed": 0}
 
 
 def measure(n: int, seed: int):
-    source = data.mini_dataset(data.FINETUNE_SOURCE, "test", n=n, seed=seed)
+    source = data.mini_dataset(MEASUREMENT["dataset"], MEASUREMENT["split"], n=n, seed=seed)
 
     def on_checkpoint(clf) -> dict:
-        res = evaluation.evaluate(clf, source, "pgd", 4 / 255, n_iter=10, seed=seed, label="checkpoint")
+        res = evaluation.evaluate(clf, source, MEASUREMENT["attack"], MEASUREMENT["eps_255"] / 255,
+                                  n_iter=MEASUREMENT["n_iter"], seed=seed, label="checkpoint")
         clean, robust = res.clean(), res.robust()
-        return {"clean": clean.fmt(1), "robust_pgd10": robust.fmt(1), "robust": robust.mean, "clean_acc": clean.mean}
+        return {"clean": clean.fmt(1), "robust_pgd10": robust.fmt(1), "robust": robust.mean, "clean_acc": clean.mean,
+                "clean_correct": step_curves.bits(res.correct("clean")),
+                "robust_correct": step_curves.bits(res.correct("robust"))}
 
     return on_checkpoint
 
@@ -38,6 +51,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the zoo's)")
     parser.add_argument("--train-eps", type=float, default=None,
                         help="training l-inf budget in 1/255 (default: the zoo's 4); measured at 4/255 regardless")
+    parser.add_argument("--release", action="store_true", help="write the record to zoo/sweeps/ (read by the zoo page)")
     args = parser.parse_args()
     config.setup(0)
     train_eps = None if args.train_eps is None else config.check_eps_255(args.train_eps, "--train-eps") / 255
@@ -45,10 +59,15 @@ def main() -> None:
     cfg = replace(training.MINI_FINETUNES[args.name], steps=args.steps, eval_every=args.every, **overrides)
     state, log = training.finetune(zoo.load_state("mini-clip"), training.MiniClipConfig(), cfg, args.name,
                                    on_checkpoint=measure(args.n, seed=0))
-    out = config.cache_dir() / "sweeps" / f"{args.name}-{args.steps}-pgd{cfg.pgd_steps}-lr{cfg.lr:g}-eps{cfg.eps * 255:g}.json"
+    folder = step_curves.sweeps_dir() if args.release else config.cache_dir() / "sweeps"
+    out = folder / f"{args.name}-{args.steps}-pgd{cfg.pgd_steps}-lr{cfg.lr:g}-eps{cfg.eps * 255:g}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": asdict(cfg), "n": args.n, "checkpoints": log.checkpoints,
-                               "seconds": log.seconds}, indent=1))
+    record = {"model": args.name, "config": asdict(cfg), "released_config": asdict(training.MINI_FINETUNES[args.name]),
+              "parent_sha256": zoo.entry("mini-clip")["sha256"], "n": args.n, "measurement": MEASUREMENT,
+              "checkpoints": log.checkpoints, "seconds": log.seconds, "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "cpu": zoo.cpu_name(), "date": time.strftime("%Y-%m-%d"),
+              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
+    out.write_text(json.dumps(record, indent=1))
     for c in log.checkpoints:
         print(f"step {c['step']:5d}  loss {c['loss']:8.3f}  clean {c['clean']}  PGD-10 robust {c['robust_pgd10']}  "
               f"probe {c['probe_acc']:.1f}  {c['seconds'] / 60:.1f} min")
