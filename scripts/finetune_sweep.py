@@ -8,8 +8,8 @@ point is a finished run of that length). Every `every` steps it measures, on fix
 the source split (animals), clean and PGD-10 robust accuracy (l-inf 4/255) with 95% bootstrap CIs, and keeps
 the per-image outcomes so that a reader can recompute every interval.
 Writes data_cache/sweeps/<name>-<steps>-pgd<k>-lr<lr>-eps<e>.json and prints the curve. With --release it
-writes the same record to zoo/sweeps/ instead, where the zoo page reads its step curves (`zoo.sweep_records`);
-no weights are released by this script.
+writes the same record to zoo/sweeps/ instead, where the zoo page reads its step curves
+(`step_curves.read_records`). The finished run's vision tower is saved to data_cache/sweeps/ (never released here).
 """
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def main() -> None:
               "checkpoints": log.checkpoints, "seconds": log.seconds, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "cpu": zoo.cpu_name(), "date": time.strftime("%Y-%m-%d"),
               "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
+    # The finished run's vision tower stays in data_cache/ (a candidate for a later release, e.g. a longer-trained
+    # point for the trend with scale); the record names its sha256 so that a release can be checked against it.
+    weights = config.cache_dir() / "sweeps" / f"{out.stem}.safetensors"
+    record["final_weights"] = {"file": str(weights.relative_to(config.cache_dir())), "sha256": zoo.save_weights(state, weights)}
     out.write_text(json.dumps(record, indent=1))
     for c in log.checkpoints:
         print(f"step {c['step']:5d}  loss {c['loss']:8.3f}  clean {c['clean']}  PGD-10 robust {c['robust_pgd10']}  "
