@@ -126,6 +126,20 @@ def paper_smoke() -> bool:
     return os.environ.get(PAPER_SMOKE_ENV, "") not in ("", "0")
 
 
+# At smoke size (only) the page test may run pages side by side with fewer threads each: smoke numbers are not
+# results, so the thread count, which changes float bits, does not matter there. Everywhere else it is CPU_THREADS.
+PAPER_SMOKE_THREADS_ENV = "RADAPT_PAPER_SMOKE_THREADS"
+
+
+def cpu_threads() -> int:
+    if not paper_smoke() or not os.environ.get(PAPER_SMOKE_THREADS_ENV):
+        return CPU_THREADS
+    threads = int(os.environ[PAPER_SMOKE_THREADS_ENV])
+    if threads < 1:
+        raise ValueError(f"{PAPER_SMOKE_THREADS_ENV}={threads}: give at least 1 thread")
+    return threads
+
+
 if paper_smoke():
     PROFILE_DEFAULTS["paper"] = PAPER_SMOKE_DEFAULTS
 
@@ -157,7 +171,7 @@ def seed_everything(seed: int) -> None:
 
 def setup(seed: int = 0) -> torch.device:
     """Pin threads and deterministic kernels, seed every RNG; call once at the top of a page."""
-    torch.set_num_threads(CPU_THREADS)
+    torch.set_num_threads(cpu_threads())
     torch.use_deterministic_algorithms(True, warn_only=True)
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = False

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from . import cache, config
+from .classnames import paper_classnames
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 VEHICLES = ("airplane", "automobile", "ship", "truck")
@@ -280,47 +281,6 @@ def paper_dataset(name: str, transform=None, root: Path | None = None, split: st
         raise DataNotFoundError(f"{name} ({split}) could not be read from {root}: put {what} there "
                                 f"(RADAPT_DATA=/path/to/datasets reads <RADAPT_DATA>/paper/{name}). torchvision said: "
                                 f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
-
-
-def paper_classnames(dataset) -> list[str]:
-    """Readable class names of a torchvision dataset (ImageNet uses open_clip's curated list)."""
-    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
-
-    if type(dataset).__name__ == "ImageNet":
-        if len(dataset.wnids) != len(IMAGENET_CLASSNAMES):
-            raise DataNotFoundError(f"ImageNet at {dataset.root} has {len(dataset.wnids)} class folders, not "
-                                    f"{len(IMAGENET_CLASSNAMES)}: labels index open_clip's class names by wnid order")
-        return list(IMAGENET_CLASSNAMES)
-    kind = type(dataset).__name__
-    if kind == "PCAM":  # torchvision gives no names; these are CLIP's (label 1: metastatic tissue)
-        return list(PCAM_CLASSNAMES)
-    names = getattr(dataset, "classes", None) or getattr(dataset, "categories", None)
-    if names is None:
-        raise ValueError(f"{kind} exposes no class names; supply them explicitly")
-    if kind == "Caltech256":  # folders are "001.ak47", "002.american-flag", ...
-        names = [str(n).split(".", 1)[-1].replace("-", " ") for n in names]
-    if kind == "Country211":  # folders are ISO 3166 alpha-2 codes: "AD", "AE", ...
-        names = [country_name(str(n)) for n in names]
-    if kind == "SUN397":  # "apartment_building/outdoor"
-        names = [str(n).replace("/", " ") for n in names]
-    return [str(n).replace("_", " ") for n in names]
-
-
-PCAM_CLASSNAMES = ("lymph node", "lymph node containing metastatic tumor tissue")
-COUNTRY_NAMES_NOT_IN_ISO = {"XK": "Kosovo"}  # a user-assigned code that Country211 uses
-
-
-def country_name(code: str) -> str:
-    """A country's common English name from its ISO 3166 alpha-2 code (pycountry), e.g. "KR" -> "South Korea"."""
-    import pycountry
-
-    if code in COUNTRY_NAMES_NOT_IN_ISO:
-        return COUNTRY_NAMES_NOT_IN_ISO[code]
-    country = pycountry.countries.get(alpha_2=code)
-    if country is None:
-        raise ValueError(f"Country211 class folder {code!r} is not an ISO 3166 alpha-2 code: add its name to "
-                         "data.COUNTRY_NAMES_NOT_IN_ISO")
-    return getattr(country, "common_name", None) or country.name
 
 
 def paper_indices(spec: PaperDataset, size: int, n: int | None, seed: int, split: str) -> torch.Tensor:

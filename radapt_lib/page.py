@@ -246,12 +246,17 @@ def _training_seeds(name: str, value: Any) -> list[int]:
     return seeds
 
 
+def _optional_count(name: str, value: Any) -> int | None:
+    return None if value is None else check_count(name, value, minimum=1)
+
+
 EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "vit_batch": check_count, "repeats": check_count,  # cost page
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
     "train_sizes": _counts, "train_epochs": _counts,  # training-scale page
     "training_seeds": _training_seeds,  # Table 1 page: the released seed replicas to repeat the claims with
     "n_permutations": check_count,  # head Shapley page: sampled permutations when exact Shapley is too costly
+    "every_block": _optional_count,  # progressive replacement: evaluate after every k-th block (None: the profile's)
 }
 
 

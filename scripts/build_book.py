@@ -1,7 +1,7 @@
 """Execute every notebook in notebooks/ into book/ with papermill, then render the Jupyter Book.
 
-A notebook is re-executed only when its source, the library, the released zoo (zoo/manifest.json)
-or the pinned environment changed since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
+A notebook is re-executed only when its source, the library, the released zoo (zoo/manifest.json and the step
+sweeps in zoo/sweeps/) or the pinned environment changed since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
 So a fresh clone renders the committed record in seconds, and `--force` re-derives everything.
 """
 from __future__ import annotations
@@ -33,7 +33,8 @@ def records_of(notebook: Path) -> list[Path]:
 
 def stamp_of(notebook: Path) -> str:
     h = hashlib.sha256(notebook.read_bytes())
-    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt", ROOT / "zoo" / "manifest.json"]:
+    released = [ROOT / "zoo" / "manifest.json", *sorted((ROOT / "zoo" / "sweeps").glob("*.json"))]  # the zoo page reads sweeps
+    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt", *released]:
         h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
     for path in records_of(notebook):
         h.update(path.name.encode() + path.read_bytes())

@@ -53,6 +53,7 @@ def main() -> None:
                         help="training l-inf budget in 1/255 (default: the zoo's 4); measured at 4/255 regardless")
     parser.add_argument("--release", action="store_true", help="write the record to zoo/sweeps/ (read by the zoo page)")
     args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()  # the code that runs
     config.setup(0)
     train_eps = None if args.train_eps is None else config.check_eps_255(args.train_eps, "--train-eps") / 255
     overrides = {k: v for k, v in (("pgd_steps", args.pgd_steps), ("lr", args.lr), ("eps", train_eps)) if v is not None}
@@ -66,7 +67,7 @@ def main() -> None:
               "parent_sha256": zoo.entry("mini-clip")["sha256"], "n": args.n, "measurement": MEASUREMENT,
               "checkpoints": log.checkpoints, "seconds": log.seconds, "torch": torch.__version__,
               "threads": torch.get_num_threads(), "cpu": zoo.cpu_name(), "date": time.strftime("%Y-%m-%d"),
-              "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
+              "commit": commit}
     # The finished run's vision tower stays in data_cache/ (a candidate for a later release, e.g. a longer-trained
     # point for the trend with scale); the record names its sha256 so that a release can be checked against it.
     weights = config.cache_dir() / "sweeps" / f"{out.stem}.safetensors"

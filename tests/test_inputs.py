@@ -100,6 +100,9 @@ def test_other_parameters_parse_the_same_way():
     refused(r"unknown method\(s\) \['R-Adapt'\]", name="radapt", methods="R-Adapt")
     refused(r"unknown attack 'pgdd'", name="radapt", attacks="pgdd:10")
     refused("d0s=0", name="radapt", d0s=[0, 40])
+    assert page.setup("replacement", profile="mini", seed=0, every_block=None).every_block is None
+    assert page.setup("replacement", profile="mini", seed=0, every_block="3").every_block == 3
+    refused("every_block", name="replacement", every_block=0)
 
 
 # -- unknown names and the profile's defaults --------------------------------------------------------

@@ -8,6 +8,7 @@ machine: `timed_here`), with the page's verdict values.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
@@ -65,6 +66,7 @@ def overhead_pairs(study: Study, vit_batch: int = 8) -> tuple[dict, dict]:
     return pairs, inputs
 
 
+@functools.cache  # three tables read it; the mini count reads the animals' training split
 def _fare_budget(profile: str) -> dict:
     """The FARE fine-tune's counts: the released mini run's, or (paper) only what the paper states (its images)."""
     from .. import training, zoo
