@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, replace
-
 import subprocess
 import time
+from dataclasses import asdict, replace
 
 import torch
 
