@@ -16,7 +16,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from . import config
+from . import config, released
 
 T = TypeVar("T")
 # Bump when the meaning of cached results changes without their inputs changing.
@@ -97,14 +97,22 @@ def load_checked(path: Path) -> Any:
 
 
 def cached(kind: str, spec: dict[str, Any], compute: Callable[[], T], refresh: bool = False) -> T:
-    """Return the cached value for spec, computing and storing it on a miss or a corrupt file."""
+    """The value for spec: from the local cache, else the released results (radapt_lib.released), else computed
+    and stored locally. A corrupt local file is recomputed; a corrupt released one is an error."""
     path = path_for(kind, spec)
+    released.log_access(kind, path.stem)
     if path.exists() and not refresh:
         try:
             return load_checked(path)["value"]
         except CorruptCacheError as err:
             print(f"[cache] {err} -> recomputing")
             path.unlink(missing_ok=True)
+    record = None if refresh else released.lookup(kind, path.stem)
+    if record is not None:
+        if key_of(record["spec"]) != path.stem:
+            raise released.ReleasedResultError(f"released result {kind}/{path.stem} holds another spec: "
+                                               f"rewrite results/ with `{released.RELEASE_COMMAND}`")
+        return record["value"]
     value = compute()
     save_atomic({"spec": spec, "value": value}, path)
     COMPUTED.append((kind, path.stem))

@@ -3,18 +3,24 @@
 A notebook is re-executed only when its source, the library, the released zoo (zoo/manifest.json and the step
 sweeps in zoo/sweeps/) or the pinned environment changed since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
 So a fresh clone renders the committed record in seconds, and `--force` re-derives everything.
+`--release-results` re-derives everything without the released results (RADAPT_RECOMPUTE=1: the local cache or
+computed afresh) and rewrites results/ with exactly the evaluations the pages read (radapt_lib.released).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import papermill
+
+from radapt_lib import released
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS, BOOK = ROOT / "notebooks", ROOT / "book"
@@ -33,8 +39,8 @@ def records_of(notebook: Path) -> list[Path]:
 
 def stamp_of(notebook: Path) -> str:
     h = hashlib.sha256(notebook.read_bytes())
-    released = [ROOT / "zoo" / "manifest.json", *sorted((ROOT / "zoo" / "sweeps").glob("*.json"))]  # the zoo page reads sweeps
-    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt", *released]:
+    zoo_files = [ROOT / "zoo" / "manifest.json", *sorted((ROOT / "zoo" / "sweeps").glob("*.json"))]  # the zoo page reads sweeps
+    for path in sorted((ROOT / "radapt_lib").rglob("*.py")) + [ROOT / "constraints.txt", *zoo_files]:
         h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
     for path in records_of(notebook):
         h.update(path.name.encode() + path.read_bytes())
@@ -75,7 +81,15 @@ def main() -> int:
     parser.add_argument("--force", action="store_true", help="re-execute every notebook")
     parser.add_argument("--only", nargs="*", default=None, help="notebook stems to (re-)execute, e.g. 01_model_zoo")
     parser.add_argument("--no-render", action="store_true", help="execute only; skip jupyter-book build")
+    parser.add_argument("--release-results", action="store_true",
+                        help="re-execute every page without results/, then rewrite results/ with what the pages read")
     args = parser.parse_args()
+    if args.release_results:
+        args.force, args.only = True, None
+        os.environ[released.RECOMPUTE_ENV] = "1"  # papermill's kernels inherit the environment
+        handle, log = tempfile.mkstemp(prefix="radapt-reads-", suffix=".log")
+        os.close(handle)
+        os.environ[released.ACCESS_LOG_ENV] = log
     pages = sorted(NOTEBOOKS.glob("[0-9]*.ipynb"))
     pages = [p for p in pages if p.stem not in READS_RECORDS] + [p for p in pages if p.stem in READS_RECORDS]
     total = time.perf_counter()
@@ -88,6 +102,10 @@ def main() -> int:
         else:
             print(f"[book] {src.name}: {'up to date' if wanted else 'not selected'}", flush=True)
     print(f"[book] notebooks done in {time.perf_counter() - total:.0f} s", flush=True)
+    if args.release_results:
+        manifest = released.release(Path(log))
+        print(f"[book] released {len(manifest['results'])} evaluations ({manifest['compute_seconds'] / 60:.1f} min of "
+              f"compute here) to {released.results_dir().relative_to(ROOT)}/", flush=True)
     write_toc(sorted(pages))
     if args.no_render:
         return 0

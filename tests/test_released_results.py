@@ -1,0 +1,139 @@
+"""The released evaluation results (results/): they match their manifest, are reachable from the current code, a
+corrupt one is a clear error, and a sample recomputed here gives the same per-image outcomes bit for bit."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from radapt_lib import cache, config, evaluation, released
+from radapt_lib.rtables.study import Study
+
+MANIFEST = released.read_manifest()
+ENTRIES = MANIFEST["results"]
+
+
+def _record(name: str) -> dict:
+    return torch.load(released.results_dir() / f"{name}.pt", map_location="cpu", weights_only=False)
+
+
+def test_manifest_matches_the_released_files():
+    files = {p.relative_to(released.results_dir()).with_suffix("").as_posix()
+             for kind in released.RELEASED_KINDS for p in (released.results_dir() / kind).glob("*.pt")}
+    assert ENTRIES, "no results are released: run scripts/book.sh --release-results"
+    assert files == set(ENTRIES)
+    for name, entry in ENTRIES.items():
+        path = released.results_dir() / f"{name}.pt"
+        assert released.file_sha256(path) == entry["sha256"], name
+        assert cache.key_of(_record(name)["spec"]) == Path(name).name, f"{name} holds another spec"
+
+
+def test_every_release_was_made_by_the_current_code_and_libraries():
+    """A release made before an edit to the evaluation code is unreachable: CI would recompute it all, slowly."""
+    current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley")}
+    stale = [name for name in ENTRIES
+             if _record(name)["spec"]["code"] not in current or _record(name)["spec"]["versions"] != cache.library_versions()]
+    assert not stale, f"{len(stale)} released results are stale (e.g. {stale[0]}): run {released.RELEASE_COMMAND}"
+
+
+@pytest.fixture
+def results_copy(tmp_path, monkeypatch):
+    shutil.copytree(released.results_dir(), tmp_path / "results")
+    monkeypatch.setattr(released, "results_dir", lambda: tmp_path / "results")
+    return tmp_path / "results"
+
+
+def test_a_released_result_is_read_and_logged(results_copy, tmp_cache, tmp_path, monkeypatch):
+    name = sorted(ENTRIES)[0]
+    kind, key = name.split("/")
+    spec = _record(name)["spec"]
+    monkeypatch.setenv(released.ACCESS_LOG_ENV, str(tmp_path / "reads.log"))
+    value = cache.cached(kind, spec, lambda: pytest.fail("a released result was recomputed"))
+    assert value.n == ENTRIES[name]["n"]
+    assert (tmp_path / "reads.log").read_text() == f"{name}\n"
+    assert not tmp_cache.exists() or not any(tmp_cache.rglob("*.pt")), "a released hit must not be copied"
+
+
+def test_recompute_skips_the_release(results_copy, tmp_cache, monkeypatch):
+    name = sorted(ENTRIES)[0]
+    monkeypatch.setenv(released.RECOMPUTE_ENV, "1")
+    assert cache.cached(*name.split("/")[:1], _record(name)["spec"], lambda: "fresh") == "fresh"
+
+
+def test_a_corrupt_or_unlisted_release_is_a_clear_error(results_copy, tmp_cache):
+    name = sorted(ENTRIES)[0]
+    kind, key = name.split("/")
+    spec = _record(name)["spec"]
+    path = results_copy / f"{name}.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(released.ReleasedResultError, match="sha256.*git checkout"):
+        cache.cached(kind, spec, lambda: pytest.fail("recomputed"))
+    manifest = json.loads((results_copy / "manifest.json").read_text())
+    del manifest["results"][name]
+    (results_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(released.ReleasedResultError, match="not in manifest.json"):
+        cache.cached(kind, spec, lambda: pytest.fail("recomputed"))
+
+
+def test_release_writes_what_was_read(results_copy, tmp_path):
+    reads = tmp_path / "reads.log"
+    chosen = sorted(ENTRIES)[:2]
+    reads.write_text("".join(f"{n}\n" for n in chosen + chosen[:1]) + "datasets/0123456789abcdef\n")
+    manifest = released.release(reads, cache_root=results_copy)
+    assert sorted(manifest["results"]) == chosen
+    assert sorted(p.stem for p in (results_copy / "evaluations").glob("*.pt")) == [n.split("/")[1] for n in chosen]
+    assert not results_copy.with_name("results.staging").exists()
+
+
+# Table 1's FARE and R-Adapt+ on the animals under APGD-CE (20 iterations) and Table 3's CLIP under Square: recomputed
+# here from nothing, they must give the released per-image outcomes. Fails when an attack, a model or the machine's
+# arithmetic changed what the pages read.
+SAMPLE = [("FARE", "apgd-ce", 20, None, 100), ("R-Adapt+", "apgd-ce", 20, None, 100), ("CLIP", "square", None, 200, 40)]
+
+
+@pytest.fixture(scope="module")
+def animals_study():
+    config.setup(0)
+    study = Study.create("mini", datasets=["animals"], n_samples=100, seed=0)
+    study.train_plus(progress=False)
+    return study
+
+
+def _differing_fields(study: Study, method: str, attack: str, n_iter, n_queries, n: int) -> list[str]:
+    """Recompute one page's evaluation from nothing; the per-image fields that differ from the released record."""
+    before = len(cache.COMPUTED)
+    study.subset(n).evaluate([method], attack, [4], n_iter=n_iter, n_queries=n_queries)
+    computed = [key for kind, key in cache.COMPUTED[before:] if kind == "evaluations"]
+    assert len(computed) == 1
+    name = f"evaluations/{computed[0]}"
+    assert name in ENTRIES, f"{method} {attack} is not among the released results: run {released.RELEASE_COMMAND}"
+    fresh = cache.load_checked(config.cache_dir() / f"{name}.pt")["value"]
+    kept = _record(name)["value"]
+    return [f for f in ("labels", "clean_pred", "adv_pred") if not np.array_equal(getattr(fresh, f), getattr(kept, f))]
+
+
+@pytest.mark.parametrize("method,attack,n_iter,n_queries,n", SAMPLE)
+def test_released_results_reproduce_here(method, attack, n_iter, n_queries, n, animals_study, tmp_cache, monkeypatch):
+    monkeypatch.setenv(released.RECOMPUTE_ENV, "1")
+    assert _differing_fields(animals_study, method, attack, n_iter, n_queries, n) == []
+
+
+def test_the_reproduction_check_sees_a_changed_attack_outside_the_key(animals_study, tmp_cache, monkeypatch):
+    """pyautoattack's code is keyed by its version only: an edit at the same version leaves the key as it is, so
+    only the recomputed outcomes can tell (here APGD cut to 2 iterations inside the library)."""
+    from pyautoattack.autopgd_base import APGDAttack
+
+    original = APGDAttack.perturb
+
+    def shortened(self, *args, **kwargs):
+        self.n_iter = 2
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(APGDAttack, "perturb", shortened)
+    monkeypatch.setenv(released.RECOMPUTE_ENV, "1")
+    assert _differing_fields(animals_study, *SAMPLE[0]) == ["adv_pred"]
