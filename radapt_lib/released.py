@@ -14,7 +14,6 @@ rewrites results/ with exactly the results the pages read.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from . import config
+from .cache import file_sha256, key_of
 
 RELEASED_KINDS = ("evaluations",)
 RECOMPUTE_ENV = "RADAPT_RECOMPUTE"
@@ -48,10 +48,6 @@ def recomputing() -> bool:
     return os.environ.get(RECOMPUTE_ENV) == "1"
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @functools.cache
 def _manifest(path: Path, mtime_ns: int) -> dict[str, Any]:
     try:
@@ -71,8 +67,8 @@ def read_manifest() -> dict[str, Any]:
 def lookup(kind: str, key: str) -> dict[str, Any] | None:
     """The released {spec, value} record for kind/key, None when none is released (or RADAPT_RECOMPUTE=1).
 
-    A file that is not in the manifest or whose sha256 differs from it is an error, never a silent recompute:
-    a hand-edited release must not pass for one.
+    A file that is not in the manifest, whose sha256 differs from it, or whose spec does not hash to its key is an
+    error, never a silent recompute: a hand-edited release must not pass for one.
     """
     if kind not in RELEASED_KINDS or recomputing():
         return None
@@ -87,7 +83,10 @@ def lookup(kind: str, key: str) -> dict[str, Any] | None:
     if file_sha256(path) != entry["sha256"]:
         raise ReleasedResultError(f"released result {path} does not match its sha256 in {manifest_path().name} "
                                   f"(corrupt or edited): {fix}")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    record = torch.load(path, map_location="cpu", weights_only=False)
+    if key_of(record["spec"]) != key:
+        raise ReleasedResultError(f"released result {path} holds another spec: {fix}")
+    return record
 
 
 def log_access(kind: str, key: str) -> None:

@@ -22,6 +22,7 @@ import torch
 from open_clip.model import CLIP
 
 from . import config, training
+from .cache import file_sha256  # noqa: F401  (zoo.file_sha256: anchor_zoo and the tests read it here)
 
 RETRAIN = "scripts/train_zoo.sh"
 ORDER = ("mini-clip", *training.MINI_FINETUNES)  # fine-tunes, the clean control, then the seed replicas
@@ -67,14 +68,6 @@ def spec_hash(name: str) -> str:
 
 def _hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:

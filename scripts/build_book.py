@@ -20,8 +20,6 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from radapt_lib import released
-
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS, BOOK = ROOT / "notebooks", ROOT / "book"
 # Book parts by file-name prefix; a page goes to the first part whose prefix it has.
@@ -85,6 +83,8 @@ def main() -> int:
                         help="re-execute every page without results/, then rewrite results/ with what the pages read")
     args = parser.parse_args()
     if args.release_results:
+        from radapt_lib import released  # imports torch: only the release needs it (~6 s on every other build)
+
         args.force, args.only = True, None
         os.environ[released.RECOMPUTE_ENV] = "1"  # papermill's kernels inherit the environment
         handle, log = tempfile.mkstemp(prefix="radapt-reads-", suffix=".log")

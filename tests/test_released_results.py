@@ -34,8 +34,9 @@ def test_every_release_was_made_by_the_current_code_and_libraries():
     """A release made before an edit to the evaluation code is unreachable: CI would recompute it all, slowly."""
     current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley")}
-    stale = [name for name in ENTRIES
-             if _record(name)["spec"]["code"] not in current or _record(name)["spec"]["versions"] != cache.library_versions()]
+    specs = {name: _record(name)["spec"] for name in ENTRIES}
+    stale = [name for name, spec in specs.items()
+             if spec["code"] not in current or spec["versions"] != cache.library_versions()]
     assert not stale, f"{len(stale)} released results are stale (e.g. {stale[0]}): run {released.RELEASE_COMMAND}"
 
 
@@ -60,8 +61,9 @@ def test_a_released_result_is_read_and_logged(results_copy, tmp_cache, tmp_path,
 
 def test_recompute_skips_the_release(results_copy, tmp_cache, monkeypatch):
     name = sorted(ENTRIES)[0]
+    kind = name.split("/")[0]
     monkeypatch.setenv(released.RECOMPUTE_ENV, "1")
-    assert cache.cached(*name.split("/")[:1], _record(name)["spec"], lambda: "fresh") == "fresh"
+    assert cache.cached(kind, _record(name)["spec"], lambda: "fresh") == "fresh"
 
 
 def test_a_corrupt_or_unlisted_release_is_a_clear_error(results_copy, tmp_cache):
@@ -78,6 +80,12 @@ def test_a_corrupt_or_unlisted_release_is_a_clear_error(results_copy, tmp_cache)
     del manifest["results"][name]
     (results_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(released.ReleasedResultError, match="not in manifest.json"):
+        cache.cached(kind, spec, lambda: pytest.fail("recomputed"))
+    other = sorted(ENTRIES)[1]  # another record under this key, listed with its own sha256: a wrong spec
+    shutil.copyfile(results_copy / f"{other}.pt", path)
+    manifest["results"][name] = ENTRIES[other]
+    (results_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(released.ReleasedResultError, match="holds another spec"):
         cache.cached(kind, spec, lambda: pytest.fail("recomputed"))
 
 
