@@ -209,6 +209,7 @@ def protocol_notes(folder: Path | None = None):
     same_fab = [m for m in t3 if t3[m][("FAB", 2)] == t3[m][("FAB", 4)]]
     scale = page_values("25_training_scale", folder)
     seeds = page_values("26_training_seeds", folder)
+    audit = page_values("27_attack_audit", folder)
     rows = [
         ("FARE baseline", f"Table 1 gives FARE {t1['FARE']['Avg']:.1f} % AutoAttack (4/255, 16-dataset mean) and "
          f"{ref.TABLE1_CLEAN['FARE']['Avg']:.1f} % clean; FARE's own paper reports {ours[4]:.1f} % and {ours['clean']:.1f} % "
@@ -224,6 +225,9 @@ def protocol_notes(folder: Path | None = None):
          f"close to 0, so the paper's Square is likely weaker than standard."),
         ("Eq. 8's inner attack and optimiser", "the paper does not state them; this book picks them on held-out "
          f"validation images (page 25): {scale['ts_choice_pick']}."),
+        ("Are our robust numbers attack-limited?", f"the adaptive-attack audit (page 27: stronger and adapted attacks, "
+         f"per-image worst case) finds the table number standing for {audit['au_stand']} of {audit['au_n']} audited "
+         f"models; masking signs: {audit['au_flagged']}."),
         ("What the mini scale can show", "the sign of each effect and the mechanisms (where robustness lives, what the "
          "filter and anchor do) on an 8-block, 32-px CLIP trained here; not the paper's magnitudes (ViT-L/14, 16 "
          f"datasets). Training seed: {seeds['sd_seed_same']} seed-dependent Table 1 verdicts are the same on "

@@ -250,6 +250,20 @@ def _optional_count(name: str, value: Any) -> int | None:
     return None if value is None else check_count(name, value, minimum=1)
 
 
+AUDITABLE = (*reference.METHODS, "GIF only", "FRA only")  # Tables 1-3 rows and Table 6's ablations
+
+
+def _audited(name: str, value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    names = [str(m) for m in parse_list(name, value, example=("FARE", "R-Adapt+"))]
+    unknown = [m for m in names if m not in AUDITABLE]
+    if unknown:
+        raise ParameterError(f"unknown model(s) {unknown} to audit: use some of {list(AUDITABLE)}, "
+                             f"e.g. {_example(name, ('FARE', 'R-Adapt+'))}, or None for every defended model")
+    return names
+
+
 EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "vit_batch": check_count, "repeats": check_count,  # cost page
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
@@ -257,6 +271,7 @@ EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "training_seeds": _training_seeds,  # Table 1 page: the released seed replicas to repeat the claims with
     "n_permutations": check_count,  # head Shapley page: sampled permutations when exact Shapley is too costly
     "every_block": _optional_count,  # progressive replacement: evaluate after every k-th block (None: the profile's)
+    "audited": _audited,  # adaptive-attack audit: the defended models to audit (None: rtables.audit.AUDITED)
 }
 
 

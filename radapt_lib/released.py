@@ -7,6 +7,9 @@ therefore what the same computation gives, and anything that changes it (an edit
 images, another torch) misses the release and is computed afresh. `tests/test_released_results.py` recomputes a
 sample on the machine that runs it and compares the per-image outcomes bit for bit.
 
+The audit page's derived per-image outcomes (kind `audit`: transfer attacks, the attacks adapted to the filter)
+are released the same way, since the adversarial images behind them are not.
+
 Lookup order in `cache.cached`: the local cache (data_cache/), then results/ (read-only), then compute.
 RADAPT_RECOMPUTE=1 skips results/; `scripts/book.sh --release-results` re-derives every page that way and
 rewrites results/ with exactly the results the pages read.
@@ -26,7 +29,7 @@ import torch
 from . import config
 from .cache import file_sha256, key_of
 
-RELEASED_KINDS = ("evaluations",)
+RELEASED_KINDS = ("evaluations", "audit")  # attack outcomes; the audit page's derived booleans
 RECOMPUTE_ENV = "RADAPT_RECOMPUTE"
 ACCESS_LOG_ENV = "RADAPT_CACHE_LOG"
 RELEASE_COMMAND = "scripts/book.sh --release-results"
@@ -97,8 +100,10 @@ def log_access(kind: str, key: str) -> None:
             handle.write(f"{kind}/{key}\n")
 
 
-def _summary(record: dict[str, Any], path: Path) -> dict[str, Any]:
+def _summary(kind: str, record: dict[str, Any], path: Path) -> dict[str, Any]:
     value, spec = record["value"], record["spec"]
+    if kind != "evaluations":
+        return {"sha256": file_sha256(path), "what": spec["what"], "eps_255": spec["eps"], "n": len(value)}
     return {"sha256": file_sha256(path), "label": value.label, "attack": spec["attack"],
             "eps_255": round(spec["eps"] * 255, 3), "n": value.n, "seconds": round(value.seconds, 1)}
 
@@ -126,8 +131,8 @@ def release(access_log: Path, cache_root: Path | None = None) -> dict[str, Any]:
         target = staging / kind / source.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
-        entries[name] = _summary(record, target)
-        seconds += record["value"].seconds
+        entries[name] = _summary(kind, record, target)
+        seconds += getattr(record["value"], "seconds", 0.0)
     manifest = {"format": 1, "about": "Released evaluation results; see README 'Released results'. Written by "
                 f"{RELEASE_COMMAND}", "released": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
                 "threads": config.CPU_THREADS, "compute_seconds": round(seconds, 1), "results": entries}

@@ -4,7 +4,7 @@ A notebook is re-executed only when its source, the library, the released zoo (z
 sweeps in zoo/sweeps/) or the pinned environment changed since its executed copy in book/ was made (a stamp in the copy's metadata), or with --force.
 So a fresh clone renders the committed record in seconds, and `--force` re-derives everything.
 `--release-results` re-derives everything without the released results (RADAPT_RECOMPUTE=1: the local cache or
-computed afresh) and rewrites results/ with exactly the evaluations the pages read (radapt_lib.released).
+computed afresh) and rewrites results/ with exactly the released kinds of results the pages read (radapt_lib.released).
 """
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ def main() -> int:
     print(f"[book] notebooks done in {time.perf_counter() - total:.0f} s", flush=True)
     if args.release_results:
         manifest = released.release(Path(log))
-        print(f"[book] released {len(manifest['results'])} evaluations ({manifest['compute_seconds'] / 60:.1f} min of "
+        print(f"[book] released {len(manifest['results'])} results ({manifest['compute_seconds'] / 60:.1f} min of "
               f"compute here) to {released.results_dir().relative_to(ROOT)}/", flush=True)
     write_toc(sorted(pages))
     if args.no_render:

@@ -84,3 +84,49 @@ def test_a_constant_model_has_only_zero_gradients():
 def test_lowpass_is_the_defenses_filter():
     z = torch.rand(2, 3, 32, 32)
     assert torch.equal(audit.lowpass(z, 3.0), defense.GaussianInputFilter(3.0)(z))
+
+
+def test_the_restarts_curve_is_the_worst_case_over_the_first_k_starts():
+    a = _audit([True] * 20 + [False] * 80)
+    a.suite["PGD-50 (start 2)"] = np.array([False] * 5 + [True] * 15 + [False] * 80)
+    restarts = audit.curves([a]).query("curve == 'restarts'")
+    assert restarts["x"].tolist() == [1, 2]
+    assert restarts["robust"].tolist() == [20.0, 15.0]
+
+
+def test_the_verdict_paragraph_counts_what_stands_and_names_the_flags():
+    stands = _audit([True] * 10 + [False] * 90)
+    stands.method = "FARE"
+    over = _audit([True] * 50 + [False] * 50, square=[False] * 100)
+    over.method = "R-Adapt+"
+    values = audit.glue_values([stands, over])
+    assert values["au_n"] == "2" and values["au_stand"] == "1 (FARE)" and values["au_over"] == "R-Adapt+"
+    assert values["au_flagged"].startswith("R-Adapt+ (black-box beats white-box")
+    assert values["au_plus"].startswith("overstated by 50.0") and values["au_fare"].startswith("stands")
+
+
+def test_the_papers_numbers_come_from_tables_1_and_6():
+    from radapt_lib import reference
+
+    assert audit.paper_robust("R-Adapt+") == reference.TABLE1_AUTOATTACK["R-Adapt+"]["Avg"]
+    assert audit.paper_robust("GIF only") == round((57.5 + 30.3 + 27.9 + 16.8) / 4, 1)
+    assert audit.paper_robust("FRA only (white anchor)") is None
+
+
+def test_paper_smoke_size_cuts_every_budget_to_two(monkeypatch):
+    monkeypatch.delenv("RADAPT_PAPER_SMOKE", raising=False)
+    assert audit.budget(5000) == 5000 and "Square-5000 (survivors): square, 5000 queries, 1 restart(s)" in audit.describe()
+    monkeypatch.setenv("RADAPT_PAPER_SMOKE", "1")
+    assert audit.budget(5000) == 2 and audit.budget(1) == 1
+    assert "PGD ladder 1/2 iterations, doubled until no further image breaks" in audit.describe()
+    assert "filtered models: passband PGD-2, PGD-2 without the filter" in audit.describe()
+    assert "APGD-CE-100: apgd-ce, 2 iterations, 1 restart(s)" in audit.describe()
+
+
+def test_an_unknown_model_to_audit_is_a_parameter_error():
+    from radapt_lib import page
+
+    assert page.EXTRA_PARAMETERS["audited"]("audited", "FARE,GIF only") == ["FARE", "GIF only"]
+    assert page.EXTRA_PARAMETERS["audited"]("audited", None) is None
+    with pytest.raises(page.ParameterError, match="unknown model.*to audit.*-p audited"):
+        page.EXTRA_PARAMETERS["audited"]("audited", ["FARE", "R-Adapt++"])

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from radapt_lib import cache, config, evaluation, released
+from radapt_lib.rtables import audit
 from radapt_lib.rtables.study import Study
 
 MANIFEST = released.read_manifest()
 ENTRIES = MANIFEST["results"]
+FIRST_EVALUATION = next(n for n in sorted(ENTRIES) if n.startswith("evaluations/"))
 
 
 def _record(name: str) -> dict:
@@ -33,7 +35,8 @@ def test_manifest_matches_the_released_files():
 def test_every_release_was_made_by_the_current_code_and_libraries():
     """A release made before an edit to the evaluation code is unreachable: CI would recompute it all, slowly."""
     current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
-               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley")}
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley"),
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE)}
     specs = {name: _record(name)["spec"] for name in ENTRIES}
     stale = [name for name, spec in specs.items()
              if spec["code"] not in current or spec["versions"] != cache.library_versions()]
@@ -49,7 +52,7 @@ def results_copy(tmp_path, monkeypatch):
 
 
 def test_a_released_result_is_read_and_logged(results_copy, tmp_cache, tmp_path, monkeypatch):
-    name = sorted(ENTRIES)[0]
+    name = FIRST_EVALUATION
     kind, key = name.split("/")
     spec = _record(name)["spec"]
     monkeypatch.setenv(released.ACCESS_LOG_ENV, str(tmp_path / "reads.log"))
@@ -60,14 +63,14 @@ def test_a_released_result_is_read_and_logged(results_copy, tmp_cache, tmp_path,
 
 
 def test_recompute_skips_the_release(results_copy, tmp_cache, monkeypatch):
-    name = sorted(ENTRIES)[0]
+    name = FIRST_EVALUATION
     kind = name.split("/")[0]
     monkeypatch.setenv(released.RECOMPUTE_ENV, "1")
     assert cache.cached(kind, _record(name)["spec"], lambda: "fresh") == "fresh"
 
 
 def test_a_corrupt_or_unlisted_release_is_a_clear_error(results_copy, tmp_cache):
-    name = sorted(ENTRIES)[0]
+    name = FIRST_EVALUATION
     kind, key = name.split("/")
     spec = _record(name)["spec"]
     path = results_copy / f"{name}.pt"
@@ -91,11 +94,11 @@ def test_a_corrupt_or_unlisted_release_is_a_clear_error(results_copy, tmp_cache)
 
 def test_release_writes_what_was_read(results_copy, tmp_path):
     reads = tmp_path / "reads.log"
-    chosen = sorted(ENTRIES)[:2]
+    chosen = sorted({sorted(ENTRIES)[0], FIRST_EVALUATION, sorted(ENTRIES)[-1]})  # every released kind
     reads.write_text("".join(f"{n}\n" for n in chosen + chosen[:1]) + "datasets/0123456789abcdef\n")
     manifest = released.release(reads, cache_root=results_copy)
     assert sorted(manifest["results"]) == chosen
-    assert sorted(p.stem for p in (results_copy / "evaluations").glob("*.pt")) == [n.split("/")[1] for n in chosen]
+    assert sorted(p.relative_to(results_copy).with_suffix("").as_posix() for p in results_copy.glob("*/*.pt")) == chosen
     assert not results_copy.with_name("results.staging").exists()
 
 

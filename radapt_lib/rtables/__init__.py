@@ -22,7 +22,7 @@ from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, cali
                       rules_table, validation_images)
 from .cost import (budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, timed_here,
                    training_budget)
-from .figures import plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
+from .figures import plot_audit, plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
 from .sweeps import ABLATION, ANCHOR_CHOICES, add_ablation_variants, anchor_choices, anchor_epochs, sweep

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import attacks, cache, defense, evaluation, stats
+from .. import attacks, cache, config, defense, evaluation, reference, stats
 from ..data import ImageSet
 from ..zeroshot import predict
 from .study import Study
@@ -51,6 +51,17 @@ ADAPTED_ITER = 50
 AUDIT_CODE = ("rtables.audit",)
 
 
+def budget(n: int) -> int:
+    """An iteration or query count as written, or at most 2 at paper smoke size (random weights: only the code path
+    is tested there, on ViT-B/32 at 224 px on a CPU)."""
+    return min(n, 2) if config.paper_smoke() else n
+
+
+def iter_ladder() -> tuple[int, ...]:
+    """PGD's doubling iterations: ITER_LADDER, or 1 and 2 at paper smoke size."""
+    return (1, 2) if config.paper_smoke() else ITER_LADDER
+
+
 @dataclass
 class Audit:
     """Per-image robust booleans (True: right clean and under the attack) of every attack run on one model."""
@@ -78,13 +89,26 @@ class Audit:
 
 # --- the runs --------------------------------------------------------------------------------------------
 
-def _adv_images(model: nn.Module, images: ImageSet, eps_255: float, n_iter: int) -> torch.Tensor:
-    res = evaluation.evaluate(model, images, "pgd", eps_255 / 255, n_iter=n_iter, keep_adv=True, label="audit source")
-    return res.x_adv
-
-
 def _robust_on(model: nn.Module, images: ImageSet, x_adv: torch.Tensor, clean: np.ndarray) -> np.ndarray:
     return clean & (predict(model, x_adv).numpy() == images.labels.numpy())
+
+
+def _transferred_robust(source: nn.Module, model: nn.Module, images: ImageSet, eps_255: float, clean: np.ndarray,
+                        what: str) -> np.ndarray:
+    """`model`'s per-image robustness to PGD-50 made on `source` (another model, or `model` without its filter).
+
+    Cached as the booleans (the adversarial images stay in the local cache only), so a released audit is read
+    without re-running the source's attack."""
+    spec = {"what": what, "source": evaluation.fingerprint(source), "model": evaluation.fingerprint(model),
+            "images": evaluation.fingerprint(images.images), "eps": eps_255, "steps": budget(ADAPTED_ITER),
+            **cache.code_spec(*evaluation.EVALUATION_CODE, *AUDIT_CODE)}
+
+    def compute() -> np.ndarray:
+        made = evaluation.evaluate(source, images, "pgd", eps_255 / 255, n_iter=budget(ADAPTED_ITER), keep_adv=True,
+                                   label="audit source")
+        return _robust_on(model, images, made.x_adv, clean)
+
+    return cache.cached("audit", spec, compute)
 
 
 def lowpass(z: torch.Tensor, d0: float) -> torch.Tensor:
@@ -111,15 +135,15 @@ def passband_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
 
 
 def _passband_robust(model: nn.Module, images: ImageSet, eps_255: float, d0: float, clean: np.ndarray) -> np.ndarray:
-    spec = {"model": evaluation.fingerprint(model), "images": evaluation.fingerprint(images.images), "eps": eps_255,
-            "steps": ADAPTED_ITER, "d0": d0, **cache.code_spec(*evaluation.EVALUATION_CODE, *AUDIT_CODE)}
+    spec = {"what": "passband", "model": evaluation.fingerprint(model), "images": evaluation.fingerprint(images.images), "eps": eps_255,
+            "steps": budget(ADAPTED_ITER), "d0": d0, **cache.code_spec(*evaluation.EVALUATION_CODE, *AUDIT_CODE)}
 
     def compute() -> np.ndarray:
         x, y = images.images.float().div(255), images.labels
         hit = torch.from_numpy(clean)
         x_adv = x.clone()
         if hit.any():
-            x_adv[hit] = passband_pgd(model.eval(), x[hit], y[hit], eps_255 / 255, ADAPTED_ITER, d0)
+            x_adv[hit] = passband_pgd(model.eval(), x[hit], y[hit], eps_255 / 255, budget(ADAPTED_ITER), d0)
         return _robust_on(model, images, x_adv, clean)
 
     return cache.cached("audit", spec, compute)
@@ -135,6 +159,27 @@ def zero_gradient_share(model: nn.Module, images: ImageSet, clean: np.ndarray) -
     return float(100 * (grad.flatten(1).abs().amax(1) == 0).float().mean())
 
 
+def describe() -> list[str]:
+    """Every attack of the audit, in words, with the settings it runs with (`budget` applied)."""
+    runs = {"table": {"attack": TABLE_ATTACK[0], "n_iter": TABLE_ATTACK[1]}, **SUITE, **ON_SURVIVORS}
+    out = [f"{name}: " + attacks.describe(s["attack"], **{k: budget(s[k]) for k in ("n_iter", "n_queries") if k in s})
+           for name, s in runs.items()]
+    steps = budget(ADAPTED_ITER)
+    return out + ["PGD ladder " + "/".join(map(str, iter_ladder())) + " iterations, doubled until no further image breaks",
+                  "eps sweep " + "/".join(map(str, EPS_LADDER_255)) + f"/255 with PGD-{budget(20)}",
+                  f"transfer: PGD-{steps} made on " + " and on ".join(TRANSFER_SOURCES),
+                  f"filtered models: passband PGD-{steps}, PGD-{steps} without the filter"]
+
+
+def protocol(study: Study, eps_255: float, names: list[str]) -> str:
+    """The audit page's protocol line."""
+    res = study.classifier("CLIP", study.datasets[0]).image_size
+    return (f"Protocol: adaptive-attack audit of {', '.join(names)}; l-inf eps = {eps_255:g}/255 on [0, 1] pixels; "
+            f"n = {study.n_samples} seeded test images (seed {study.seed}) of {', '.join(study.datasets)}; {res} px; "
+            "robust = correct clean and under the attack; worst case = under every attack at this eps; 95% percentile "
+            "bootstrap CIs over images (1000 resamples; table minus worst case paired). Attacks: " + "; ".join(describe()))
+
+
 def check_models(study: Study, names) -> list[str]:
     """The audited models: `names`, or AUDITED when None; a name the study does not define is an error."""
     names = list(AUDITED if names is None else names)
@@ -147,40 +192,54 @@ def check_models(study: Study, names) -> list[str]:
 def run(study: Study, method: str, dataset: str, eps_255: float = 4) -> Audit:
     """Every audit attack on one model of `study` (its images of `dataset`); each result is cached."""
     images, model = study.images[dataset], study.model(method, dataset)
-    table = evaluation.evaluate(model, images, TABLE_ATTACK[0], eps_255 / 255, n_iter=TABLE_ATTACK[1],
+    table = evaluation.evaluate(model, images, TABLE_ATTACK[0], eps_255 / 255, n_iter=budget(TABLE_ATTACK[1]),
                                 label=f"audit {method}", seed=study.seed)
-    clean = table.correct("clean")
-    audit = Audit(method, table.n, clean, table.correct("robust"))
-    for name, s in SUITE.items():
-        audit.suite[name] = _suite_attack(model, images, s, eps_255, method)
-    alive = np.logical_and.reduce([audit.table, *audit.suite.values()])
-    for name, s in ON_SURVIVORS.items():
-        audit.suite[name] = _on_survivors(model, images, alive, s, eps_255, method)
-        alive = alive & audit.suite[name]
-    for n_iter in ITER_LADDER:
-        audit.ladder[n_iter] = evaluation.evaluate(model, images, "pgd", eps_255 / 255, n_iter=n_iter,
-                                                   label=f"audit {method}").correct("robust")
-        if len(audit.ladder) > 1 and _stopped_falling(audit.ladder):
-            break
-    for e in EPS_LADDER_255:
-        audit.sweep[e] = evaluation.evaluate(model, images, "pgd", e / 255, n_iter=20, label=f"audit {method}").correct("robust")
+    audit = Audit(method, table.n, table.correct("clean"), table.correct("robust"))
+    _run_suite(audit, model, images, eps_255)
+    _run_convergence(audit, model, images, eps_255)
     for source in TRANSFER_SOURCES:
         if source != method:
-            x_adv = _adv_images(study.model(source, dataset), images, eps_255, ADAPTED_ITER)
-            audit.transfer[source] = _robust_on(model, images, x_adv, clean)
+            audit.transfer[source] = _transferred_robust(study.model(source, dataset), model, images, eps_255,
+                                                         audit.clean, f"transfer from {source}")
     if not isinstance(model.input_filter, nn.Identity):
-        d0 = float(model.input_filter.d0)
-        audit.adapted["passband PGD-50"] = _passband_robust(model, images, eps_255, d0, clean)
-        unfiltered = copy.deepcopy(model)
-        unfiltered.input_filter = nn.Identity()
-        audit.adapted["PGD-50 without the filter"] = _robust_on(model, images, _adv_images(unfiltered, images, eps_255,
-                                                                                           ADAPTED_ITER), clean)
-    audit.zero_grad = zero_gradient_share(model, images, clean)
+        _run_adapted(audit, model, images, eps_255)
+    audit.zero_grad = zero_gradient_share(model, images, audit.clean)
     return audit
 
 
+def _run_suite(audit: Audit, model: nn.Module, images: ImageSet, eps_255: float) -> None:
+    for name, s in SUITE.items():
+        audit.suite[name] = _suite_attack(model, images, s, eps_255, audit.method)
+    alive = np.logical_and.reduce([audit.table, *audit.suite.values()])
+    for name, s in ON_SURVIVORS.items():
+        audit.suite[name] = _on_survivors(model, images, alive, s, eps_255, audit.method)
+        alive = alive & audit.suite[name]
+
+
+def _run_convergence(audit: Audit, model: nn.Module, images: ImageSet, eps_255: float) -> None:
+    for n_iter in iter_ladder():
+        audit.ladder[n_iter] = evaluation.evaluate(model, images, "pgd", eps_255 / 255, n_iter=n_iter,
+                                                   label=f"audit {audit.method}").correct("robust")
+        if len(audit.ladder) > 1 and _stopped_falling(audit.ladder):
+            break
+    for e in EPS_LADDER_255:
+        audit.sweep[e] = evaluation.evaluate(model, images, "pgd", e / 255, n_iter=budget(20),
+                                             label=f"audit {audit.method}").correct("robust")
+
+
+def _run_adapted(audit: Audit, model: nn.Module, images: ImageSet, eps_255: float) -> None:
+    """The attacks that know the Gaussian filter: in its passband, and made without it."""
+    steps = budget(ADAPTED_ITER)
+    audit.adapted[f"passband PGD-{steps}"] = _passband_robust(model, images, eps_255, float(model.input_filter.d0),
+                                                              audit.clean)
+    unfiltered = copy.deepcopy(model)
+    unfiltered.input_filter = nn.Identity()
+    audit.adapted[f"PGD-{steps} without the filter"] = _transferred_robust(unfiltered, model, images, eps_255,
+                                                                          audit.clean, "without the filter")
+
+
 def _suite_attack(model: nn.Module, images: ImageSet, s: dict, eps_255: float, method: str) -> np.ndarray:
-    settings = {k: v for k, v in s.items() if k not in ("attack", "seed")}
+    settings = {k: budget(v) for k, v in s.items() if k not in ("attack", "seed")}
     return evaluation.evaluate(model, images, s["attack"], eps_255 / 255, seed=s["seed"], label=f"audit {method}",
                                **settings).correct("robust")
 
@@ -242,20 +301,48 @@ def attack_table(audits: list[Audit]) -> pd.DataFrame:
 
 
 def curves(audits: list[Audit]) -> pd.DataFrame:
-    """Robust accuracy vs PGD iterations and vs eps (PGD-20), one row per point."""
+    """Robust accuracy vs PGD iterations, vs PGD-50 restarts (per-image worst over the first k starts) and vs eps
+    (PGD-20), one row per point."""
     rows = [{"model": a.method, "curve": "iterations", "x": k, "robust": round(100 * v.mean(), 1)} for a in audits
             for k, v in a.ladder.items()]
+    for a in audits:
+        starts = [v for k, v in a.suite.items() if k.startswith("PGD-50 (start")]
+        rows += [{"model": a.method, "curve": "restarts", "x": k,
+                  "robust": round(100 * np.logical_and.reduce(starts[:k]).mean(), 1)} for k in range(1, len(starts) + 1)]
     rows += [{"model": a.method, "curve": "eps (1/255)", "x": e, "robust": round(100 * v.mean(), 1)} for a in audits
              for e, v in a.sweep.items()]
     return pd.DataFrame(rows)
 
 
+def paper_robust(method: str) -> float | None:
+    """The paper's robust accuracy for a model (Table 1's 16-dataset average, or Table 6's 4-dataset mean for the
+    ablations), AutoAttack at 4/255; None for a model the paper does not report."""
+    if method in reference.TABLE1_AUTOATTACK:
+        return reference.TABLE1_AUTOATTACK[method]["Avg"]
+    parts = {"GIF only": (True, False), "FRA only": (False, True)}.get(method)
+    row = next((r for r in reference.TABLE6 if (r["gif"], r["fra"]) == parts), None)
+    return None if row is None else round(float(np.mean([row[d]["rob"] for d in reference.TABLE6_DATASETS])), 1)
+
+
 def summary(audits: list[Audit]) -> pd.DataFrame:
-    """One row per model: table number, worst case, their gap, the masking flags and the verdict."""
+    """One row per model: table number, worst case, the paper's number, the masking flags and the verdict."""
     rows = []
     for a in audits:
         table, worst = stats.accuracy(a.table), stats.accuracy(a.worst())
-        rows.append({"model": a.method, "clean": round(100 * a.clean.mean(), 1), "table (APGD-CE-20)": table.fmt(),
-                     "worst case": worst.fmt(), "flags": "; ".join(flags(a).values()) or "none", "verdict": verdict(a)})
+        rows.append({"model": a.method, "clean": round(100 * a.clean.mean(), 1),
+                     f"table ({TABLE_ATTACK[0].upper()}-{budget(TABLE_ATTACK[1])})": table.fmt(), "worst case": worst.fmt(),
+                     "paper (AutoAttack, Table 1 avg / Table 6 mean)": paper_robust(a.method),
+                     "flags": "; ".join(flags(a).values()) or "none", "verdict": verdict(a)})
     return pd.DataFrame(rows)
 
+
+
+def glue_values(audits: list[Audit]) -> dict[str, str]:
+    """The verdict paragraph's numbers: how many table numbers stand, which models carry masking signs."""
+    verdicts = {a.method: verdict(a) for a in audits}
+    stand = [m for m, v in verdicts.items() if v.startswith("stands")]
+    flagged = [f"{a.method} ({', '.join(flags(a))})" for a in audits if flags(a)]
+    return {"au_n": str(len(audits)), "au_stand": f"{len(stand)} ({', '.join(stand) or 'none'})",
+            "au_over": ", ".join(m for m in verdicts if m not in stand) or "none",
+            "au_flagged": "; ".join(flagged) or "none of them", **{f"au_{k}": verdicts.get(m, "not audited")
+                                                                   for k, m in (("plus", "R-Adapt+"), ("fare", "FARE"))}}

@@ -90,3 +90,21 @@ def plot_training_scale(frame_n: pd.DataFrame, frame_e: pd.DataFrame):
     fig.tight_layout()
     return fig
 
+
+
+def plot_audit(curves: pd.DataFrame):
+    """The audit's convergence checks: robust accuracy vs PGD iterations, vs restarts, and vs eps; one line per model."""
+    from .. import plots
+
+    panels = (("iterations", "PGD iterations (4/255)", True), ("restarts", "PGD-50 random starts (worst over them)", False),
+              ("eps (1/255)", "eps (x 1/255, PGD-20)", True))
+    fig, axes = plots.figure(ncols=3, width=4.0, height=3.4)
+    for ax, (curve, xlabel, logx) in zip(axes[0], panels):
+        for model, g in curves[curves["curve"] == curve].groupby("model", sort=False):
+            ax.plot(g["x"], g["robust"], marker="o", label=model)
+        if logx:
+            ax.set_xscale("log", base=2)
+        ax.set(xlabel=xlabel, ylabel="robust accuracy (%)", ylim=(0, None))
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
