@@ -131,6 +131,12 @@ def paper_smoke() -> bool:
 PAPER_SMOKE_THREADS_ENV = "RADAPT_PAPER_SMOKE_THREADS"
 
 
+def smoke_budget(n: int, cap: int = 2) -> int:
+    """An iteration, step or query count as written, or at most `cap` at paper smoke size (random weights: only the
+    code path is tested there, on ViT-B/32 at 224 px on a CPU)."""
+    return min(n, cap) if paper_smoke() else n
+
+
 def cpu_threads() -> int:
     if not paper_smoke() or not os.environ.get(PAPER_SMOKE_THREADS_ENV):
         return CPU_THREADS

@@ -8,7 +8,9 @@ images, another torch) misses the release and is computed afresh. `tests/test_re
 sample on the machine that runs it and compares the per-image outcomes bit for bit.
 
 The audit page's derived per-image outcomes (kind `audit`: transfer attacks, the attacks adapted to the filter)
-are released the same way, since the adversarial images behind them are not.
+are released the same way, since the adversarial images behind them are not; so are three page analyses that cost
+~45 s each and fit in a few KB (kind `analyses`: the D0 calibration, the CKA comparison, the fixed-example head
+Shapley values), which CI would otherwise recompute on every run.
 
 Lookup order in `cache.cached`: the local cache (data_cache/), then results/ (read-only), then compute.
 RADAPT_RECOMPUTE=1 skips results/; `scripts/book.sh --release-results` re-derives every page that way and
@@ -29,7 +31,7 @@ import torch
 from . import config
 from .cache import file_sha256, key_of
 
-RELEASED_KINDS = ("evaluations", "audit")  # attack outcomes; the audit page's derived booleans
+RELEASED_KINDS = ("evaluations", "audit", "analyses")
 RECOMPUTE_ENV = "RADAPT_RECOMPUTE"
 ACCESS_LOG_ENV = "RADAPT_CACHE_LOG"
 RELEASE_COMMAND = "scripts/book.sh --release-results"
@@ -101,11 +103,13 @@ def log_access(kind: str, key: str) -> None:
 
 
 def _summary(kind: str, record: dict[str, Any], path: Path) -> dict[str, Any]:
-    value, spec = record["value"], record["spec"]
-    if kind != "evaluations":
-        return {"sha256": file_sha256(path), "what": spec["what"], "eps_255": spec["eps"], "n": len(value)}
-    return {"sha256": file_sha256(path), "label": value.label, "attack": spec["attack"],
-            "eps_255": round(spec["eps"] * 255, 3), "n": value.n, "seconds": round(value.seconds, 1)}
+    value, spec, out = record["value"], record["spec"], {"sha256": file_sha256(path)}
+    if kind == "evaluations":
+        return {**out, "label": value.label, "attack": spec["attack"], "eps_255": round(spec["eps"] * 255, 3),
+                "n": value.n, "seconds": round(value.seconds, 1)}
+    if kind == "audit":
+        return {**out, "what": spec["what"], "eps_255": spec["eps"], "n": len(value)}
+    return {**out, "what": spec["what"]}
 
 
 def release(access_log: Path, cache_root: Path | None = None) -> dict[str, Any]:

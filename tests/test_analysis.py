@@ -80,6 +80,22 @@ def test_gram_matrices_of_a_tower_with_itself_and_multi_pass():
 
 # --- spectral shift ----------------------------------------------------------------------------
 
+def test_compare_with_standard_reads_each_robust_tower_against_the_standard_and_is_cached(tmp_cache):
+    classifiers = {"CLIP": tiny_classifier(tiny_tower(0)), "A": tiny_classifier(tiny_tower(1)),
+                   "B": tiny_classifier(tiny_tower(2))}
+    x = images(20, seed=3)
+    out = cka.compare_with_standard(classifiers, x, "CLIP", n_boot=20, seed=0)
+    grams = {m: cka.gram_matrices(c.visual, c.tower_input(x)) for m, c in classifiers.items()}
+    assert out.names == ["Emb", "B1", "B2"] and set(out.matrices) == set(out.summary) == {"A", "B"}
+    assert np.allclose(out.matrices["A"], cka.cka_matrix(grams["CLIP"], grams["A"]))
+    assert out.b1_boots["B"].shape == (20, 3)
+    same = cka.compare_with_standard({"CLIP": classifiers["CLIP"], "A": classifiers["CLIP"]}, x, "CLIP", n_boot=20)
+    assert np.allclose(np.diag(same.matrices["A"]), 1.0)  # a tower matches itself layer for layer
+    assert len(list((tmp_cache / "analyses").glob("*.pt"))) == 2
+    cka.compare_with_standard(classifiers, x, "CLIP", n_boot=20, seed=0)
+    assert len(list((tmp_cache / "analyses").glob("*.pt"))) == 2  # the same question is read back
+
+
 def _kernels(kernel: np.ndarray, c_out: int = 4, c_in: int = 3) -> torch.Tensor:
     return torch.from_numpy(np.broadcast_to(kernel, (c_out, c_in, *kernel.shape)).copy())
 
@@ -381,6 +397,22 @@ def test_reattacked_shapley_attacks_every_coalition(tmp_cache):
     full = evaluation.evaluate(model, imgs, "pgd", 8 / 255, n_iter=3, seed=0)
     assert res.v_all == pytest.approx(full.robust().mean)  # the full coalition is the model itself, attacked as itself
     assert len(list((tmp_cache / "evaluations").glob("*.pt"))) == 17  # 16 coalitions + the full model's own
+
+
+def test_fixed_example_shapley_is_head_shapley_on_the_attack_s_examples_and_cached(tmp_cache):
+    from radapt_lib.data import ImageSet
+    model = tiny_classifier(tiny_tower(0), n_classes=3)
+    x = images(12, seed=5)
+    imgs = ImageSet((x * 255).round().to(torch.uint8), _labelled(model, x), ("c0", "c1", "c2"), "test")
+    res, warnings = shapley.head_shapley_fixed_examples(model, imgs, "pgd", 8 / 255, n_iter=3, seed=0)
+    adv = evaluation.evaluate(model, imgs, "pgd", 8 / 255, n_iter=3, keep_adv=True, seed=0)
+    direct = shapley.head_shapley(model, adv.x_adv, imgs.labels, seed=0)
+    assert np.array_equal(res.values, direct.values) and warnings == adv.warnings
+    assert len(list((tmp_cache / "analyses").glob("*.pt"))) == 1
+    again, _ = shapley.head_shapley_fixed_examples(model, imgs, "pgd", 8 / 255, n_iter=3, seed=0)
+    assert np.array_equal(again.values, res.values) and len(list((tmp_cache / "analyses").glob("*.pt"))) == 1
+    other, _ = shapley.head_shapley_fixed_examples(model, imgs, "pgd", 4 / 255, n_iter=3, seed=0)  # another eps: its own record
+    assert len(list((tmp_cache / "analyses").glob("*.pt"))) == 2
 
 
 def test_dominance_interval_of_exact_shapley():

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from radapt_lib import cache, config, evaluation, released
-from radapt_lib.rtables import audit
+from radapt_lib.analysis import cka
+from radapt_lib.rtables import audit, d0rules
 from radapt_lib.rtables.study import Study
 
 MANIFEST = released.read_manifest()
@@ -36,7 +37,8 @@ def test_every_release_was_made_by_the_current_code_and_libraries():
     """A release made before an edit to the evaluation code is unreachable: CI would recompute it all, slowly."""
     current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley"),
-               cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE)}
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE),
+               cache.code_fingerprint(*d0rules.CALIBRATION_CODE), cache.code_fingerprint(*cka.CKA_CODE)}
     specs = {name: _record(name)["spec"] for name in ENTRIES}
     stale = [name for name, spec in specs.items()
              if spec["code"] not in current or spec["versions"] != cache.library_versions()]

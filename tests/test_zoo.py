@@ -87,8 +87,8 @@ def test_training_reproduces_the_released_prefix(name):
     assert zoo.compare_prefix(recorded, new) in ("bit-identical", "within float tolerance")
 
 
-@pytest.mark.parametrize("lr_factor", [1.01, 1.05])
-def test_the_prefix_check_fails_when_training_changes(monkeypatch, lr_factor):
+def test_the_prefix_check_fails_when_training_changes(monkeypatch):
+    lr_factor = 1.01  # a 1 % change of the schedule: smaller than any edit a default would make
     cosine = training._cosine_lr
     monkeypatch.setattr(training, "_cosine_lr", lambda *a: lr_factor * cosine(*a))  # an edit to the schedule's code
     recorded = zoo.entry("mini-fare")["prefix"]

@@ -16,6 +16,7 @@ needs, so the same code runs on the mini ViT (one pass) and on ViT-L/14 (several
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -23,8 +24,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .. import stats
+from .. import cache, evaluation, stats
 from ..stats import Estimate
+
+# The modules whose code decides a comparison (its cache key): this one, the CIs, the classifier's tower input.
+CKA_CODE = ("analysis.cka", "stats", "zeroshot")
 
 
 def layer_names(tower: nn.Module) -> list[str]:
@@ -153,3 +157,33 @@ def first_block_summary(matrix: np.ndarray, b1_boots: np.ndarray, names: Sequenc
     return {"b1_best": b1_best, "b1_diag": b1_diag, "others_min": float(others.min()) if others.size else float("nan"),
             "gap": bool(others.size and best[1] < others.min()), "clip_b1_match": names[match],
             "shift": match > 1, "n_layers": n}
+
+
+@dataclass
+class Comparison:
+    """Every robust tower against the standard one: CKA matrices (rows standard), B1 bootstraps, Fig. 2a readings."""
+
+    names: list[str]
+    matrices: dict[str, np.ndarray]
+    b1_boots: dict[str, np.ndarray]  # n_boot x standard layers, per robust model
+    summary: dict[str, dict]
+
+
+def compare_with_standard(classifiers: dict, x: torch.Tensor, standard: str = "CLIP", n_boot: int = 200,
+                          seed: int = 0) -> Comparison:
+    """`first_block_summary` of each classifier's tower against `standard`'s on the same images (normalised by
+    each classifier's own `tower_input`). Cached by content (kind `analyses`, released with the attacks): the
+    Gram matrices and bootstraps cost ~45 s at mini size, the result a few KB."""
+    spec = {"what": "CKA vs standard", "standard": standard, "n_boot": n_boot, "seed": seed,
+            "models": {m: evaluation.fingerprint(c) for m, c in classifiers.items()}, "images": evaluation.fingerprint(x),
+            **cache.code_spec(*CKA_CODE)}
+    return cache.cached("analyses", spec, lambda: _compare(classifiers, x, standard, n_boot, seed))
+
+
+def _compare(classifiers: dict, x: torch.Tensor, standard: str, n_boot: int, seed: int) -> Comparison:
+    grams = {m: gram_matrices(c.visual, c.tower_input(x), desc=f"{m} features") for m, c in classifiers.items()}
+    names = layer_names(classifiers[standard].visual)
+    robust = [m for m in classifiers if m != standard]
+    matrices = {m: cka_matrix(grams[standard], grams[m]) for m in robust}
+    boots = {m: bootstrap_cka(grams[standard], grams[m][1:2], n_boot=n_boot, seed=seed)[:, :, 0] for m in robust}
+    return Comparison(names, matrices, boots, {m: first_block_summary(matrices[m], boots[m], names) for m in robust})

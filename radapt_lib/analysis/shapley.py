@@ -153,6 +153,28 @@ def head_shapley(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, block: 
                     n_permutations, seed, max_exact_heads)
 
 
+def head_shapley_fixed_examples(model: nn.Module, images, attack: str, eps: float, block: int = 0, *,
+                                n_iter: int | None = None, n_permutations: int = 50, seed: int = 0,
+                                label: str = "") -> tuple[ShapleyResult, list[str]]:
+    """`head_shapley` on the examples that `attack` makes once against the full model, and that attack's warnings.
+
+    Cached by content (kind `analyses`, released with the attacks), since the adversarial examples behind it are
+    not released: the model, the images, the attack's settings and the code that computes both.
+    """
+    from .. import cache, evaluation
+
+    spec = {"what": "head Shapley, fixed examples", "model": evaluation.fingerprint(model),
+            "images": evaluation.fingerprint(images.images), "labels": evaluation.fingerprint(images.labels),
+            "attack": attack, "eps_255": round(eps * 255, 3), "n_iter": n_iter, "block": block,
+            "n_permutations": n_permutations, "seed": seed, **cache.code_spec(*evaluation.EVALUATION_CODE, "analysis.shapley")}
+
+    def compute() -> tuple[ShapleyResult, list[str]]:
+        adv = evaluation.evaluate(model, images, attack, eps, label=label, n_iter=n_iter, keep_adv=True, seed=seed)
+        return head_shapley(model, adv.x_adv, images.labels, block, n_permutations=n_permutations, seed=seed), adv.warnings
+
+    return cache.cached("analyses", spec, compute)
+
+
 def head_shapley_reattacked(model: nn.Module, images, attack: str, eps: float, block: int = 0, *,
                             n_iter: int | None = None, standard_visual: nn.Module | None = None,
                             n_permutations: int = 50, seed: int = 0, max_exact_heads: int = MAX_EXACT_HEADS) -> ShapleyResult:

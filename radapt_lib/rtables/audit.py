@@ -24,6 +24,7 @@ from .. import attacks, cache, config, defense, evaluation, reference, stats
 from ..data import ImageSet
 from ..zeroshot import predict
 from .study import Study
+from .sweeps import ABLATION, _paper_t6
 
 TABLE_ATTACK = ("apgd-ce", 20)  # what Tables 1 and 2 report at 4/255 (pages 20, 21)
 SUITE: dict[str, dict] = {  # stronger than the tables': name -> (attack, settings, PGD seed)
@@ -51,10 +52,7 @@ ADAPTED_ITER = 50
 AUDIT_CODE = ("rtables.audit",)
 
 
-def budget(n: int) -> int:
-    """An iteration or query count as written, or at most 2 at paper smoke size (random weights: only the code path
-    is tested there, on ViT-B/32 at 224 px on a CPU)."""
-    return min(n, 2) if config.paper_smoke() else n
+budget = config.smoke_budget  # at paper smoke size at most 2 iterations or queries
 
 
 def iter_ladder() -> tuple[int, ...]:
@@ -319,9 +317,9 @@ def paper_robust(method: str) -> float | None:
     ablations), AutoAttack at 4/255; None for a model the paper does not report."""
     if method in reference.TABLE1_AUTOATTACK:
         return reference.TABLE1_AUTOATTACK[method]["Avg"]
-    parts = {"GIF only": (True, False), "FRA only": (False, True)}.get(method)
-    row = next((r for r in reference.TABLE6 if (r["gif"], r["fra"]) == parts), None)
-    return None if row is None else round(float(np.mean([row[d]["rob"] for d in reference.TABLE6_DATASETS])), 1)
+    if method in ABLATION:
+        return _paper_t6(*ABLATION[method])["paper robust (4-ds mean)"]
+    return None
 
 
 def summary(audits: list[Audit]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import data, defense, stats, zeroshot
+from .. import cache, config, data, defense, evaluation, stats, zeroshot
 from .study import Study
 from .tables import ci
 from .verdicts import TABLE1_CLAIMS, judge_pair
@@ -59,15 +59,33 @@ class D0Calibration:
     n_per_dataset: int
 
 
-def calibrate_d0(study: Study, grid: Sequence[float] = D0_GRID_224, n_val: int = 500) -> D0Calibration:
-    """Measure GIF-only clean cost on CLIP per candidate D0 (validation images, all study datasets pooled)."""
-    target = paper_gif_clean_cost()
+# The modules whose code decides a calibration (its cache key): this one, the filter, the zero-shot head, the CIs.
+CALIBRATION_CODE = ("rtables.d0rules", "defense", "zeroshot", "stats")
+
+
+def calibrate_d0(study: Study, grid: Sequence[float] = D0_GRID_224, n_val: int | None = None) -> D0Calibration:
+    """Measure GIF-only clean cost on CLIP per candidate D0 (validation images, all study datasets pooled).
+
+    n_val None: 500 per dataset (8 at paper smoke size). Cached by content (kind `analyses`, released with the
+    attacks): CLIP's weights and text heads, the images, the grid and this code.
+    """
+    n_val = n_val or (8 if config.paper_smoke() else 500)
     val = {d: validation_images(study, d, n_val) for d in study.datasets}
-    base = {d: (zeroshot.predict(study.classifier("CLIP", d), s.images) == s.labels).numpy() for d, s in val.items()}
-    size = study.classifier("CLIP", study.datasets[0]).image_size
+    clip = {d: study.classifier("CLIP", d) for d in study.datasets}
+    spec = {"what": "D0 calibration", "grid": sorted(grid), "n_val": n_val, "target": paper_gif_clean_cost(),
+            "models": {d: evaluation.fingerprint(c) for d, c in clip.items()},
+            "images": {d: evaluation.fingerprint(s.images) for d, s in val.items()},
+            "labels": {d: evaluation.fingerprint(s.labels) for d, s in val.items()}, **cache.code_spec(*CALIBRATION_CODE)}
+    return cache.cached("analyses", spec, lambda: _calibrate(clip, val, grid, n_val))
+
+
+def _calibrate(clip: dict, val: dict, grid: Sequence[float], n_val: int) -> D0Calibration:
+    target = paper_gif_clean_cost()
+    base = {d: (zeroshot.predict(clip[d], s.images) == s.labels).numpy() for d, s in val.items()}
+    size = next(iter(clip.values())).image_size
     rows = []
     for d0 in sorted(grid):
-        kept = {d: (zeroshot.predict(defense.defend(study.classifier("CLIP", d), None, d0_224=d0), s.images) == s.labels).numpy()
+        kept = {d: (zeroshot.predict(defense.defend(clip[d], None, d0_224=d0), s.images) == s.labels).numpy()
                 for d, s in val.items()}
         cost = stats.bootstrap_diff(100.0 * np.concatenate([base[d] for d in val]), 100.0 * np.concatenate([kept[d] for d in val]))
         rows.append({"D0 at 224 px": d0, "D0 at model px": round(defense.d0_at(size, d0), 2), "clean cost (pp)": cost.mean,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import defense, evaluation, reference, stats
+from .. import config, defense, evaluation, reference, stats
 from .study import PLUS_DEFAULT, Study, average
 
 
@@ -142,7 +142,8 @@ def anchor_choices(study: Study, images: dict, attack: str, eps_255: float, n_it
     white = _heldout(study, study.white_anchor("CLIP"), base, images, attack, eps_255, n_iter, "anchor epoch 0")
     rows, robust = [], {}
     for name, changes in (choices or ANCHOR_CHOICES).items():
-        run = study.train_plus(name=name, register=False, progress=False, **changes)
+        run = study.train_plus(name=name, register=False, progress=False,
+                               **{k: config.smoke_budget(v) if k == "pgd_steps" else v for k, v in changes.items()})
         clean, robust[name] = _heldout(study, run.anchor, run.config, images, attack, eps_255, n_iter, f"anchor {name}")
         gain = stats.bootstrap_diff(robust[name], white[1], seed=study.seed)
         rows.append({"setting": name, **changes, "train adversarial CE": round(run.losses[-1], 3),
