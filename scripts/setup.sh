@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 
-# uv installs the same pinned set as pip (constraints.txt pins every package) about 6x faster: 25 s instead of
+# uv installs the same pinned set as pip (constraints.txt pins every package) about 2x faster: ~75 s instead of
 # ~150 s for torch's CUDA build on the project's 2-core machines, most of CI's install time. uv does not read pip's
 # configuration, so the wheel folders, indexes and constraints that pip is configured with are handed over.
 install_with_uv() {
@@ -24,12 +24,12 @@ install_with_uv() {
   for value in $(.venv/bin/python -m pip config get global.constraint 2>/dev/null); do
     args+=(-c "$value")
   done
-  .venv/bin/uv pip install -q "${args[@]}"
+  .venv/bin/uv pip install -q --compile-bytecode "${args[@]}"  # pip compiles too; PYTHONDONTWRITEBYTECODE machines never would
 }
 
 stamp=$(cat requirements.txt constraints.txt pyproject.toml | sha256sum | cut -c1-16)
 if [ "$(cat .venv/.radapt-stamp 2>/dev/null)" != "$stamp" ]; then
-  echo "[setup] installing requirements into .venv (torch is large: ~30 s with uv, a few minutes with pip)"
+  echo "[setup] installing requirements into .venv (torch is large: ~75 s with uv, a few minutes with pip)"
   .venv/bin/python -m pip install -q --upgrade pip
   if ! install_with_uv; then
     echo "[setup] uv could not install the requirements: installing them with pip"
