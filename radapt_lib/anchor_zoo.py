@@ -118,13 +118,27 @@ def cached_origins() -> list[tuple[dict, AnchorTrainConfig]]:
     return list(found.values())
 
 
-def release_anchors(pairs: list[tuple[dict, AnchorTrainConfig]]) -> list[dict]:
+def release_anchors(pairs: list[tuple[dict, AnchorTrainConfig]], keep_current: bool = False) -> list[dict]:
     """Train (or take from the cache) each (origin, config); write zoo/anchors.safetensors and the manifest's records.
 
-    Returns one summary row per anchor, saying whether it is bit-identical to the one released before.
+    keep_current: a pair already released under its current key is kept as released, not retrained (to add anchors
+    without retraining the others). Returns one summary row per anchor, saying whether it is bit-identical to the
+    one released before.
     """
     old = {r["identity"]: r for r in anchor_records().values()}
     tensors, records, rows = {}, {}, []
+    if keep_current:
+        current = {key: r for key, r in anchor_records().items()
+                   if key == release_key(r["origin"], AnchorTrainConfig(**r["config"]),
+                                         origin_images(r["origin"], r["config"]["n_images"]))}
+        wanted = {identity(o, c) for o, c in pairs}
+        kept = {key: r for key, r in current.items() if r["identity"] in wanted}
+        if kept:
+            released_file = _released_tensors(zoo.read_manifest()["anchor_file"]["sha256"])
+            tensors.update({key: released_file[key].clone() for key in kept})
+            records.update(kept)
+            rows += [{"key": key, "model": r["origin"]["model"], "vs released": "kept"} for key, r in kept.items()]
+        pairs = [(o, c) for o, c in pairs if identity(o, c) not in {r["identity"] for r in kept.values()}]
     loaded: dict[str, models.LoadedModel] = {}
     for origin, cfg in sorted(pairs, key=lambda p: -p[1].epochs):  # longest first: shorter epochs become cache hits
         if origin["model"] not in loaded:  # one load per frozen model, not one per anchor

@@ -210,6 +210,7 @@ def protocol_notes(folder: Path | None = None):
     scale = page_values("25_training_scale", folder)
     seeds = page_values("26_training_seeds", folder)
     audit = page_values("27_attack_audit", folder)
+    trend = page_values("28_trend_with_scale", folder)
     rows = [
         ("FARE baseline", f"Table 1 gives FARE {t1['FARE']['Avg']:.1f} % AutoAttack (4/255, 16-dataset mean) and "
          f"{ref.TABLE1_CLEAN['FARE']['Avg']:.1f} % clean; FARE's own paper reports {ours[4]:.1f} % and {ours['clean']:.1f} % "
@@ -228,6 +229,9 @@ def protocol_notes(folder: Path | None = None):
         ("Are our robust numbers attack-limited?", f"the adaptive-attack audit (page 27: stronger and adapted attacks, "
          f"per-image worst case) finds the table number standing for {audit['au_stand']} of {audit['au_n']} audited "
          f"models; masking signs: {audit['au_flagged']}."),
+        ("Is a disagreement a property of the small scale?", "the trend page (28) measures the quantities behind the "
+         "verdicts on mini-clip at a quarter, half and all of its pre-training (each with its FARE) and on TeCoA and TGA "
+         f"fine-tuned 200 and 1000 steps; per claim and axis: {trend['tr_summary']}."),
         ("What the mini scale can show", "the sign of each effect and the mechanisms (where robustness lives, what the "
          "filter and anchor do) on an 8-block, 32-px CLIP trained here; not the paper's magnitudes (ViT-L/14, 16 "
          f"datasets). Training seed: {seeds['sd_seed_same']} seed-dependent Table 1 verdicts are the same on "

@@ -46,7 +46,10 @@ PAPER_MODELS: dict[str, PaperModelSpec] = {
 MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA",
                                "mini-clean": "Clean-FT",
                                **{f"{n}-s{s}": {"mini-fare": "FARE", "mini-tecoa": "TeCoA", "mini-tga": "TGA"}[n]
-                                  for n in training.SEEDED for s in training.EXTRA_SEEDS}}
+                                  for n in training.SEEDED for s in training.EXTRA_SEEDS},
+                               **{n: "CLIP" for n in training.PRETRAIN_PREFIXES},
+                               **{n: "FARE" for n in training.FINETUNE_PARENTS},
+                               "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA"}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {

@@ -272,6 +272,7 @@ EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "n_permutations": check_count,  # head Shapley page: sampled permutations when exact Shapley is too costly
     "every_block": _optional_count,  # progressive replacement: evaluate after every k-th block (None: the profile's)
     "audited": _audited,  # adaptive-attack audit: the defended models to audit (None: rtables.audit.AUDITED)
+    "probe_samples": check_count,  # trend page: images of the input-insensitivity reading
 }
 
 

@@ -80,7 +80,21 @@ MINI_FINETUNES: dict[str, FinetuneConfig] = {
 EXTRA_SEEDS = (1, 2)
 SEEDED = ("mini-fare", "mini-tecoa", "mini-tga")
 MINI_FINETUNES.update({f"{name}-s{s}": replace(MINI_FINETUNES[name], seed=s) for name in SEEDED for s in EXTRA_SEEDS})
+# The trend with scale (page 28): mini-clip stopped at a quarter and a half of its run (prefixes of the released
+# run, step for step: "less pre-training" without a schedule of its own, which measured weaker), each with its
+# own FARE fine-tune; and TeCoA and TGA fine-tuned five times longer from the released mini-clip (the step sweeps'
+# final weights: measured every 200 steps, which draws nothing from the training's random streams).
+PRETRAIN_PREFIXES: dict[str, int] = {"mini-clip-120": 120, "mini-clip-240": 240}
+FINETUNE_PARENTS: dict[str, str] = {f"mini-fare-p{steps}": name for name, steps in PRETRAIN_PREFIXES.items()}
+MINI_FINETUNES.update({name: MINI_FINETUNES["mini-fare"] for name in FINETUNE_PARENTS})
+MINI_FINETUNES.update({f"{name}-1000": replace(MINI_FINETUNES[name], steps=1000, eval_every=200)
+                       for name in ("mini-tecoa", "mini-tga")})
 FINETUNE_METHODS = ("fare", "tecoa", "tga", "clean")
+
+
+def parent_of(name: str) -> str:
+    """The mini CLIP a fine-tune starts from (its text tower is that CLIP's)."""
+    return FINETUNE_PARENTS.get(name, "mini-clip")
 
 
 @dataclass
@@ -189,9 +203,15 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(),
     clip.eval()
     if stop_after is not None:
         return clip.state_dict(), log
-    test = data.mini_dataset("cifar10", "test")
-    log.final = {"zero_shot_top1_cifar10_test": _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), test)}
+    log.final = cifar10_zero_shot(clip, cfg)
     return clip.state_dict(), log
+
+
+def cifar10_zero_shot(clip: CLIP, cfg: MiniClipConfig) -> dict[str, float]:
+    """The zoo's headline number for a mini CLIP: zero-shot top-1 (%) on the whole CIFAR-10 test split."""
+    test = data.mini_dataset("cifar10", "test")
+    return {"zero_shot_top1_cifar10_test": _zero_shot_accuracy(_mini_classifier(clip.eval(), mini_tokenizer(cfg),
+                                                                                data.CIFAR10_CLASSES), test)}
 
 
 def encode_tokens(visual: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

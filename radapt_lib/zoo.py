@@ -5,8 +5,10 @@ spec hash must equal the hash of the training spec in the current code (a change
 means the file is stale), and the file's sha256 must equal the manifest's (a corrupt or edited file).
 Either failure is a `ZooError` naming `scripts/train_zoo.sh`, which retrains from scratch and re-releases.
 
-mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is
-mini-clip's), so towers are shared, not copied.
+mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is its parent
+CLIP's), so towers are shared, not copied. The trend's intermediate CLIPs (mini-clip stopped early) are released
+whole but for their token embedding, of which only the rows that the pages' prompts use are kept (`prune_tokens`):
+49,379 of its 49,408 rows are 25 MB that no page reads, and a prompt that needs a dropped row is refused.
 """
 from __future__ import annotations
 
@@ -25,7 +27,9 @@ from . import config, training
 from .cache import file_sha256  # noqa: F401  (zoo.file_sha256: anchor_zoo and the tests read it here)
 
 RETRAIN = "scripts/train_zoo.sh"
-ORDER = ("mini-clip", *training.MINI_FINETUNES)  # fine-tunes, the clean control, then the seed replicas
+# mini-clip, its early-stopped prefixes (the trend), then the fine-tunes, the clean control, the seed replicas and
+# the trend's fine-tunes: parents before children, so that one command can train them in this order.
+ORDER = ("mini-clip", *training.PRETRAIN_PREFIXES, *training.MINI_FINETUNES)
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance. Float noise between CPUs grows
@@ -53,13 +57,25 @@ def check_name(name: str) -> str:
     return name
 
 
+def is_clip(name: str) -> bool:
+    """A whole CLIP (mini-clip or one of its prefixes), not a fine-tuned vision tower."""
+    return check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES
+
+
+def clip_of(name: str) -> str:
+    """The CLIP whose text tower (and, for a CLIP, whose everything) a model uses."""
+    return name if is_clip(name) else training.parent_of(name)
+
+
 def training_spec(name: str) -> dict[str, Any]:
     """Everything that determines a model's weights, as the current code would train it."""
     clip = {"model": "mini-clip", "config": asdict(training.MiniClipConfig()), "threads": config.CPU_THREADS}
     if check_name(name) == "mini-clip":
         return clip
-    return {"model": name, "parent": _hash(clip), "finetune": asdict(training.MINI_FINETUNES[name]),
-            "threads": config.CPU_THREADS}
+    if name in training.PRETRAIN_PREFIXES:
+        return {**clip, "stop_after": training.PRETRAIN_PREFIXES[name]}
+    return {"model": name, "parent": _hash(training_spec(training.parent_of(name))),
+            "finetune": asdict(training.MINI_FINETUNES[name]), "threads": config.CPU_THREADS}
 
 
 def spec_hash(name: str) -> str:
@@ -99,9 +115,9 @@ def entry(name: str) -> dict[str, Any]:
     if record["spec_hash"] != spec_hash(name):
         raise ZooError(f"released {name} was trained with spec {record['spec_hash']}, but the code's training spec is now "
                        f"{spec_hash(name)} (a training default changed): retrain and re-release with `{RETRAIN}`")
-    parent = models.get("mini-clip", {}).get("sha256")
-    if name != "mini-clip" and record.get("parent_sha256") != parent:
-        raise ZooError(f"released {name} was fine-tuned from another mini-clip than the released one: "
+    parent = None if is_clip(name) else training.parent_of(name)
+    if parent is not None and record.get("parent_sha256") != models.get(parent, {}).get("sha256"):
+        raise ZooError(f"released {name} was fine-tuned from another {parent} than the released one: "
                        f"re-release the fine-tunes with `{RETRAIN} {name}`")
     return record
 
@@ -118,16 +134,71 @@ def load_state(name: str) -> dict[str, torch.Tensor]:
     if sha != record["sha256"]:
         raise ZooError(f"{path} is corrupt or was edited (sha256 {sha[:12]}... != manifest {record['sha256'][:12]}...): "
                        f"restore it with `git checkout -- zoo/` or re-release with `{RETRAIN}`")
-    return load_file(str(path))
+    return unprune_tokens(load_file(str(path)))
 
 
 def build(name: str) -> CLIP:
-    """mini-clip, or mini-clip with a fine-tune's vision tower, from the released weights (eval mode)."""
+    """A mini CLIP, or its CLIP with a fine-tune's vision tower, from the released weights (eval mode)."""
     clip = training.build_mini_clip(training.MiniClipConfig())
-    clip.load_state_dict(load_state("mini-clip"))
-    if check_name(name) != "mini-clip":
+    base = clip_of(name)
+    state = load_state(base)
+    rows = state.pop(ROWS_KEY, None)
+    clip.load_state_dict(state)
+    if rows is not None:
+        guard_tokens(clip, rows, base)
+    if name != base:
         clip.visual.load_state_dict(load_state(name))
     return clip.eval()
+
+
+# --- token-embedding pruning (the trend's intermediate CLIPs) ----------------------------------
+
+EMBEDDING_KEY, ROWS_KEY, KEPT_KEY = "token_embedding.weight", "token_embedding.rows", "token_embedding.kept"
+
+
+def prompt_token_ids() -> torch.Tensor:
+    """Every token id of every mini dataset's prompts (all templates x class names), padding included."""
+    from . import data
+
+    tokenizer = training.mini_tokenizer(training.MiniClipConfig())
+    prompts = [t.format(c) for spec in data.MINI_DATASETS.values() for c in spec.classes for t in data.CIFAR_TEMPLATES]
+    return torch.unique(tokenizer(prompts))
+
+
+def prune_tokens(state: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """A whole-CLIP state with its token embedding cut to `rows` (default: the mini datasets' prompts' tokens)."""
+    rows = prompt_token_ids() if rows is None else rows
+    out = {k: v for k, v in state.items() if k != EMBEDDING_KEY}
+    out[ROWS_KEY], out[KEPT_KEY] = rows.to(torch.int64), state[EMBEDDING_KEY][rows].clone()
+    return out
+
+
+def unprune_tokens(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The whole state again, dropped token rows as zeros; the kept rows' ids stay under ROWS_KEY (pop it to load)."""
+    if KEPT_KEY not in state:
+        return state
+    vocab = training.mini_tokenizer(training.MiniClipConfig()).vocab_size
+    out = {k: v for k, v in state.items() if k != KEPT_KEY}
+    full = torch.zeros(vocab, state[KEPT_KEY].shape[1], dtype=state[KEPT_KEY].dtype)
+    full[state[ROWS_KEY]] = state[KEPT_KEY]
+    out[EMBEDDING_KEY] = full
+    return out
+
+
+def guard_tokens(clip: CLIP, rows: torch.Tensor, name: str) -> None:
+    """Make a pruned CLIP refuse a prompt that needs a dropped token row, instead of reading a zero embedding."""
+    known = torch.zeros(clip.token_embedding.num_embeddings, dtype=torch.bool)
+    known[rows] = True
+
+    def check(_module, args):
+        ids = args[0]
+        if not bool(known[ids.cpu()].all()):
+            missing = sorted(set(ids[~known[ids.cpu()].to(ids.device)].tolist()))[:5]
+            raise ZooError(f"{name} is released with the token embeddings of the mini datasets' prompts only, and this "
+                           f"prompt needs other tokens (ids {missing}...): add the class names to data.MINI_DATASETS "
+                           f"and re-release it with `{RETRAIN} {name}`")
+
+    clip.token_embedding.register_forward_pre_hook(check)
 
 
 def train_log(name: str) -> training.TrainLog:
@@ -147,7 +218,14 @@ def train(name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Ten
     clip_cfg = training.MiniClipConfig()
     if check_name(name) == "mini-clip":
         return training.train_mini_clip(clip_cfg, stop_after=stop_after)
-    return training.finetune(load_state("mini-clip"), clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
+    if name in training.PRETRAIN_PREFIXES:
+        state, log = training.train_mini_clip(clip_cfg, stop_after=stop_after or training.PRETRAIN_PREFIXES[name])
+        clip = training.build_mini_clip(clip_cfg)
+        clip.load_state_dict(state)
+        log.final = training.cifar10_zero_shot(clip, clip_cfg)
+        return state, log
+    parent = {k: v for k, v in load_state(training.parent_of(name)).items() if k != ROWS_KEY}
+    return training.finetune(parent, clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
 
 
 def prefix_record(name: str, steps: int) -> dict[str, Any]:
@@ -171,15 +249,23 @@ def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog,
     """The manifest entry of a freshly trained model (everything but the prefix fingerprint)."""
     spec = training_spec(name)
     cfg = spec["finetune"] if "finetune" in spec else spec["config"]
-    images = cfg["steps"] * cfg["batch_size"]
-    parent = None if name == "mini-clip" else entry("mini-clip")["sha256"]
+    steps = spec.get("stop_after", cfg["steps"])
+    images = steps * cfg["batch_size"]
+    parent = None if is_clip(name) else entry(training.parent_of(name))["sha256"]
+    tensors = ("whole CLIP" if name == "mini-clip" else
+               f"whole CLIP, token embedding cut to the {len(prompt_token_ids())} rows of the mini prompts" if is_clip(name)
+               else f"vision tower (text tower: {training.parent_of(name)}'s)")
     return {"file": file, "spec_hash": spec_hash(name), "spec": spec, "sha256": None, "parent_sha256": parent,
             "parameters": int(sum(t.numel() for t in state.values() if t.is_floating_point())),
-            "tensors": "whole CLIP" if name == "mini-clip" else "vision tower (text tower: mini-clip's)",
-            "steps": cfg["steps"], "images_seen": images, "seconds": round(log.seconds, 1),
+            "tensors": tensors, "steps": steps, "images_seen": images, "seconds": round(log.seconds, 1),
             "minutes": round(log.seconds / 60, 2), "images_per_s": round(images / log.seconds, 1),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": cpu_name(),
             "checkpoints": log.checkpoints, "final": log.final}
+
+
+def release_state(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What the zoo folder stores for a trained model: intermediate CLIPs lose the token rows no prompt uses."""
+    return prune_tokens(state) if name in training.PRETRAIN_PREFIXES else state
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:

@@ -14,7 +14,7 @@ def release(name: str, models: dict) -> dict:
     old = models.get(name, {})
     state, log = zoo.train(name)
     record = zoo.record_of(name, state, log, f"{name}.safetensors")
-    record["sha256"] = zoo.save_weights(state, zoo.zoo_dir() / record["file"])
+    record["sha256"] = zoo.save_weights(zoo.release_state(name, state), zoo.zoo_dir() / record["file"])
     if name in zoo.PREFIX_STEPS:
         steps = zoo.PREFIX_STEPS[name]
         record["prefix"] = zoo.prefix_record(name, steps)
@@ -35,15 +35,19 @@ def check() -> int:
     return 0
 
 
-def release_anchors(from_cache: bool) -> int:
-    """Re-release every released R-Adapt+ anchor (and, from_cache, every anchor the local cache trained)."""
+def release_anchors(from_cache: bool, keep: bool, models: list[str]) -> int:
+    """Re-release every released R-Adapt+ anchor (and, from_cache, every anchor the local cache trained; and the
+    default anchor of each of `models`)."""
+    from radapt_lib.rtables import PLUS_DEFAULT
+
     released = [(r["origin"], plus.AnchorTrainConfig(**r["config"])) for r in anchor_zoo.anchor_records().values()]
     found = released + (anchor_zoo.cached_origins() if from_cache else [])
+    found += [(anchor_zoo.mini_origin(zoo.check_name(m)), PLUS_DEFAULT["mini"]) for m in models]
     pairs = {anchor_zoo.identity(o, c): (o, c) for o, c in found}
     if not pairs:
         print("no anchors to release: build the book first, then run with --from-cache")
         return 1
-    rows = anchor_zoo.release_anchors(list(pairs.values()))
+    rows = anchor_zoo.release_anchors(list(pairs.values()), keep_current=keep)
     print(pd.DataFrame(rows).to_string(index=False))
     return 0
 
@@ -55,12 +59,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--anchors", action="store_true", help="re-release the R-Adapt+ anchors (not the models)")
     parser.add_argument("--from-cache", action="store_true",
                         help="with --anchors: also release every anchor that the local cache trained (e.g. after a book build)")
+    parser.add_argument("--keep", action="store_true",
+                        help="with --anchors: keep every anchor released under its current key; train only new or stale ones")
     args = parser.parse_args(argv)
     config.setup(0)
     if args.check:
         return check()
-    if args.anchors:
-        return release_anchors(args.from_cache)
+    if args.anchors:  # names given with --anchors: release the default anchor on each of those CLIPs
+        return release_anchors(args.from_cache, args.keep, args.names)
     names = [zoo.check_name(n) for n in args.names] or list(zoo.ORDER)
     try:
         models = dict(zoo.read_manifest().get("models", {}))

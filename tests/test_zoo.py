@@ -21,15 +21,15 @@ def zoo_copy(tmp_path, monkeypatch):
 def test_manifest_matches_the_released_files():
     manifest = zoo.read_manifest()["models"]
     assert list(manifest) == list(zoo.ORDER)
-    clip_sha = manifest["mini-clip"]["sha256"]
     for name, record in manifest.items():
         path = zoo.zoo_dir() / record["file"]
         assert zoo.file_sha256(path) == record["sha256"], name
         assert record["spec_hash"] == zoo.spec_hash(name), name
         state = zoo.load_state(name)
         assert sum(t.numel() for t in state.values() if t.is_floating_point()) == record["parameters"], name
-        assert record["parent_sha256"] == (None if name == "mini-clip" else clip_sha), name
-        assert record["final"] or name != "mini-clip"
+        parent = None if zoo.is_clip(name) else manifest[training.parent_of(name)]["sha256"]
+        assert record["parent_sha256"] == parent, name
+        assert record["final"] or not zoo.is_clip(name)
     tower_keys = set(training.build_mini_clip(training.MiniClipConfig()).visual.state_dict())
     assert set(zoo.load_state("mini-fare")) == tower_keys  # fine-tunes release the vision tower only
 
@@ -190,3 +190,39 @@ def test_seed_replicas_differ_only_in_their_seed():
         models.seeded_name("mini-fare", 7)
     a, b = zoo.load_state("mini-fare"), zoo.load_state("mini-fare-s1")
     assert not torch.equal(a["conv1.weight"], b["conv1.weight"])
+
+
+# --- the trend's intermediate CLIPs: released without the token rows no prompt uses ------------------------
+
+def test_a_pruned_token_embedding_gives_the_same_zero_shot_heads():
+    """The pruned release format loses nothing a page reads: every mini dataset's head is bit-identical."""
+    from radapt_lib import data
+    from radapt_lib.zeroshot import text_head
+
+    full = zoo.build("mini-clip")
+    pruned = training.build_mini_clip(training.MiniClipConfig())
+    state = zoo.unprune_tokens(zoo.prune_tokens(zoo.load_state("mini-clip")))
+    rows = state.pop(zoo.ROWS_KEY)
+    assert len(rows) < 100 and not torch.equal(state[zoo.EMBEDDING_KEY], full.state_dict()[zoo.EMBEDDING_KEY])
+    pruned.load_state_dict(state)
+    zoo.guard_tokens(pruned.eval(), rows, "pruned mini-clip")
+    tokenizer = training.mini_tokenizer(training.MiniClipConfig())
+    for name, spec in data.MINI_DATASETS.items():
+        a = text_head(full, tokenizer, spec.classes, data.CIFAR_TEMPLATES)
+        b = text_head(pruned, tokenizer, spec.classes, data.CIFAR_TEMPLATES)
+        assert torch.equal(a, b), name
+    with pytest.raises(zoo.ZooError, match="token embeddings of the mini datasets' prompts only.*train_zoo.sh"):
+        text_head(pruned, tokenizer, ["zeppelin"], data.CIFAR_TEMPLATES)
+
+
+def test_the_trend_models_are_released_pruned_and_chained():
+    manifest = zoo.read_manifest()["models"]
+    for name in training.PRETRAIN_PREFIXES:
+        assert manifest[name]["steps"] == training.PRETRAIN_PREFIXES[name] and "token embedding cut" in manifest[name]["tensors"]
+        assert (zoo.zoo_dir() / manifest[name]["file"]).stat().st_size < 10 * 2**20  # not the whole 35 MB CLIP
+    for name, parent in training.FINETUNE_PARENTS.items():
+        assert zoo.training_spec(name)["parent"] == zoo.spec_hash(parent)
+        assert manifest[name]["parent_sha256"] == manifest[parent]["sha256"]
+    clip = zoo.build("mini-fare-p120")
+    assert torch.equal(clip.token_embedding.weight, zoo.build("mini-clip-120").token_embedding.weight)
+    assert manifest["mini-tecoa-1000"]["steps"] == manifest["mini-tga-1000"]["steps"] == 1000

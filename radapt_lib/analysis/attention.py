@@ -133,6 +133,12 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=1).numpy()
 
 
+def pair_similarity(model: nn.Module, images: torch.Tensor, seed: int = 0, measure: str = "attn") -> np.ndarray:
+    """Per image i: cosine between the model's first-block features of image i and of its seeded partner image."""
+    outs = first_block_outputs(model, images, measure=measure)
+    return _cos(outs, outs[torch.from_numpy(derangement_pairs(images.shape[0], seed))])
+
+
 def input_insensitivity(models: Mapping[str, nn.Module], images: torch.Tensor, seed: int = 0,
                         batch_size: int = 100, measure: str = "attn") -> dict[str, dict[tuple[str, str], Estimate]]:
     """Fig. 10: mean cosine similarity of first attention block outputs, with bootstrap intervals.

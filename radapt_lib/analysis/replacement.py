@@ -78,6 +78,24 @@ def progressive_towers(standard: nn.Module, robust: nn.Module) -> Iterator[tuple
         yield name, hybrid
 
 
+def hybrid_classifier(base: ZeroShotClassifier, tower: nn.Module) -> ZeroShotClassifier:
+    """`base` (its text head, normalisation and input filter) with another vision tower, frozen."""
+    model = ZeroShotClassifier(tower, base.head, base.mean.flatten().tolist(), base.std.flatten().tolist(),
+                               base.classnames).to(base.head.device).eval()
+    model.input_filter = base.input_filter
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def hybrid_at(base: ZeroShotClassifier, robust_visual: nn.Module, step: str) -> ZeroShotClassifier:
+    """The hybrid after the cumulative replacement `step` (e.g. "B1-Attn"), as a classifier of its own."""
+    for name, tower in progressive_towers(base.visual, robust_visual):
+        if name == step:
+            return hybrid_classifier(base, copy.deepcopy(tower))
+    raise ValueError(f"unknown replacement step {step!r}: use one of {step_names(base.visual)}")
+
+
 @dataclass
 class ReplacementCurve:
     """Clean and robust accuracy (%) with bootstrap intervals after each step, one model/dataset."""
@@ -108,11 +126,7 @@ def replacement_curve(base: ZeroShotClassifier, robust_visual: nn.Module, images
                                               unit="step", leave=False)):
         if name not in wanted:
             continue
-        model = ZeroShotClassifier(tower, base.head, base.mean.flatten().tolist(), base.std.flatten().tolist(),
-                                   base.classnames).to(base.head.device).eval()
-        model.input_filter = base.input_filter
-        for p in model.parameters():
-            p.requires_grad_(False)
+        model = hybrid_classifier(base, tower)
         res = evaluation.evaluate(model, images, attack, eps, label=f"{robust_model}:{name}", n_iter=n_iter, seed=seed)
         clean, robust = res.clean(), res.robust()
         curve.rows.append({"model": robust_model, "dataset": dataset, "index": index, "step": name,

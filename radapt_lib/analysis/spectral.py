@@ -99,13 +99,9 @@ def low_high_contrast(shift: Spectrum, cutoff: float = 0.5) -> float:
     return band_gain(shift, 0.0, cutoff) - band_gain(shift, cutoff, np.inf)
 
 
-def shift_statistic_ci(statistic: Callable[..., float], robust: Sequence[torch.Tensor], standard: torch.Tensor,
-                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Estimate:
-    """`statistic(*shifts)` of the spectral shifts of several towers from one standard one, with a bootstrap CI.
-
-    Output kernels are resampled jointly across the towers: every tower was fine-tuned from the same
-    standard weights, so output channel o is the same filter in all of them (a paired comparison).
-    """
+def shift_statistic(statistic: Callable[..., float], robust: Sequence[torch.Tensor],
+                    standard: torch.Tensor) -> Callable[[np.ndarray], float]:
+    """`statistic(*shifts)` as a function of the output kernels kept (indices, with repeats: a bootstrap resample)."""
     mags = [_kernel_magnitudes(w) for w in robust]
     base = _kernel_magnitudes(standard)
     freqs = np.fft.fftshift(np.fft.fftfreq(base.shape[-1]))
@@ -114,7 +110,18 @@ def shift_statistic_ci(statistic: Callable[..., float], robust: Sequence[torch.T
         shifts = [Spectrum(np.fft.fftshift(m[idx].mean(axis=0) - base[idx].mean(axis=0)), freqs) for m in mags]
         return statistic(*shifts)
 
-    return stats.bootstrap(of, base.shape[0], n_boot=n_boot, level=level, seed=seed)
+    return of
+
+
+def shift_statistic_ci(statistic: Callable[..., float], robust: Sequence[torch.Tensor], standard: torch.Tensor,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Estimate:
+    """`statistic(*shifts)` of the spectral shifts of several towers from one standard one, with a bootstrap CI.
+
+    Output kernels are resampled jointly across the towers: every tower was fine-tuned from the same
+    standard weights, so output channel o is the same filter in all of them (a paired comparison).
+    """
+    n_kernels = _kernel_magnitudes(standard).shape[0]
+    return stats.bootstrap(shift_statistic(statistic, robust, standard), n_kernels, n_boot=n_boot, level=level, seed=seed)
 
 
 def low_pass_index_ci(robust: torch.Tensor, standard: torch.Tensor, n_boot: int = 1000, seed: int = 0,

@@ -108,3 +108,25 @@ def plot_audit(curves: pd.DataFrame):
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def plot_trend(frame: pd.DataFrame):
+    """Each trend quantity (columns) against training steps on each scale axis (rows), 95% CI bars; the paper's
+    value dashed where it gives one."""
+    from .. import plots
+    from .trend import AXES, QUANTITIES
+
+    fig, axes = plots.figure(ncols=len(QUANTITIES), nrows=len(AXES), width=3.0, height=2.8)
+    for i, (axis, (_, method)) in enumerate(AXES.items()):
+        for j, q in enumerate(QUANTITIES):
+            ax, part = axes[i][j], frame[(frame["axis"] == axis) & (frame["quantity"] == q.key)].sort_values("steps")
+            ax.errorbar(part["steps"], part["mean"], yerr=[part["mean"] - part["low"], part["high"] - part["mean"]],
+                        fmt="o-", capsize=3, color=f"C{i}")
+            if method in q.paper:
+                ax.axhline(q.paper[method], color="gray", ls="--", lw=1, label=f"paper {q.paper[method]:g}")
+                ax.legend(fontsize=7, loc="best")
+            ax.set_xticks(list(part["steps"]))
+            ax.set(xlabel=f"{axis}: steps", ylabel=f"{q.key} ({q.unit})")
+            ax.set_title(f"{q.claim}: {q.key}", fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -99,7 +99,7 @@ class Study:
             if method in self.zoo:
                 self.variants[method] = Variant(method, base=method)
         for name, preset in defense.PRESETS.items():
-            if presets and preset.anchor_from != "trained":
+            if presets and preset.anchor_from in self.zoo:
                 self.add(name, anchor=self.white_anchor(preset.anchor_from), alpha=preset.alpha, beta=preset.beta,
                          d0_224=preset.d0_224)
 
@@ -108,10 +108,15 @@ class Study:
 
         R-Adapt+ is not registered: `train_plus(seed=seed)` adds the anchor of that seed.
         """
-        names = {m: models.seeded_name(self.zoo[m].name, seed) for m in self.zoo}
-        zoo = {m: self.zoo[m] if names[m] == self.zoo[m].name else models.load_model(names[m]) for m in self.zoo}
+        return self.with_models({m: models.seeded_name(self.zoo[m].name, seed) for m in self.zoo})
+
+    def with_models(self, names: dict[str, str]) -> "Study":
+        """The same images with other registry models in some roles (e.g. {"CLIP": "mini-clip-120"}), and the
+        model-guided presets re-extracted from the models loaded. R-Adapt+ is not registered: `train_plus` adds it."""
+        zoo = {m: self.zoo[m] if names.get(m, self.zoo[m].name) == self.zoo[m].name else models.load_model(names[m])
+               for m in self.zoo}
         study = Study(self.profile, self.datasets, self.n_samples, self.seed, zoo, self.images)
-        study._register(presets=set(zoo) == set(models.PROFILE_MODELS[self.profile]))
+        study._register(presets=True)
         return study
 
     # -- models --------------------------------------------------------------------------------
