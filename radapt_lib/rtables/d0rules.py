@@ -72,15 +72,15 @@ def calibrate_d0(study: Study, grid: Sequence[float] = D0_GRID_224, n_val: int |
     n_val = n_val or (8 if config.paper_smoke() else 500)
     val = {d: validation_images(study, d, n_val) for d in study.datasets}
     clip = {d: study.classifier("CLIP", d) for d in study.datasets}
-    spec = {"what": "D0 calibration", "grid": sorted(grid), "n_val": n_val, "target": paper_gif_clean_cost(),
+    target = paper_gif_clean_cost()
+    spec = {"what": "D0 calibration", "grid": sorted(grid), "n_val": n_val, "target": target,
             "models": {d: evaluation.fingerprint(c) for d, c in clip.items()},
             "images": {d: evaluation.fingerprint(s.images) for d, s in val.items()},
             "labels": {d: evaluation.fingerprint(s.labels) for d, s in val.items()}, **cache.code_spec(*CALIBRATION_CODE)}
-    return cache.cached("analyses", spec, lambda: _calibrate(clip, val, grid, n_val))
+    return cache.cached("analyses", spec, lambda: _calibrate(clip, val, grid, n_val, target))
 
 
-def _calibrate(clip: dict, val: dict, grid: Sequence[float], n_val: int) -> D0Calibration:
-    target = paper_gif_clean_cost()
+def _calibrate(clip: dict, val: dict, grid: Sequence[float], n_val: int, target: float) -> D0Calibration:
     base = {d: (zeroshot.predict(clip[d], s.images) == s.labels).numpy() for d, s in val.items()}
     size = next(iter(clip.values())).image_size
     rows = []

@@ -91,7 +91,6 @@ def plot_training_scale(frame_n: pd.DataFrame, frame_e: pd.DataFrame):
     return fig
 
 
-
 def plot_audit(curves: pd.DataFrame):
     """The audit's convergence checks: robust accuracy vs PGD iterations, vs restarts, and vs eps; one line per model."""
     from .. import plots

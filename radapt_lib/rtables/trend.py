@@ -5,11 +5,12 @@ Three axes, each a few released zoo models (`POINTS`), each with one robust fine
   its own 200-step FARE fine-tune, and the released pair;
 - fine-tuning (TeCoA), fine-tuning (TGA): the fine-tune for 200 (released) and 1000 steps from the released mini-clip.
 
-At each point `measure` reads six quantities, each an `Estimate` with a bootstrap CI over images (or, for the
-spectral index, over output kernels), on the same images at every point: the Table 1 page's evaluation (APGD-CE
-on animals + vehicles) for R-Adapt+ minus the robust model and R-Adapt_CLIP's collapse, page 11's replacement
-hybrid, page 12's low-pass index and page 14's input-insensitivity. `direction` says whether a quantity moved toward the paper's
-value, away from it, or stayed flat (the end points' intervals overlap).
+At each point `measure` reads six quantities, each a `Sampled` statistic of its units (images, or output kernels for
+the spectral index), on the same images at every point: the Table 1 page's evaluation (APGD-CE on animals +
+vehicles) for R-Adapt+ minus the robust model and R-Adapt_CLIP's collapse, page 11's replacement hybrid, page 12's
+low-pass index and page 14's input-insensitivity. `trends` bootstraps each point's interval and, pairing the units,
+the change between an axis's end points; `direction` says whether a quantity moved toward the paper's value, away
+from it, or stayed flat (the change's interval holds 0).
 """
 from __future__ import annotations
 
@@ -212,6 +213,7 @@ class TrendRun:
 
 def run(base: Study, probe: data.ImageSet, attack: str, eps_255: float, n_iter: int | None,
         points: tuple[ScalePoint, ...] = POINTS, progress: Callable = iter) -> TrendRun:
+    """Measure every point (loading its models into `base`'s roles; the evaluations are cached) into a `TrendRun`."""
     rows, context, samples, measured = [], [], {}, {}
     for point in progress(points):
         key = (point.clip, point.robust)
