@@ -98,6 +98,13 @@ CLAIMS: tuple[PaperClaim, ...] = (
               Evidence("25_training_scale", "more anchor images: more robust (Table 7)", "ts_n_verdict", "{ts_n_gain}"),
               Evidence("25_training_scale", "more anchor epochs: more robust (Table 8)", "ts_e_verdict", "{ts_e_gain}"),
           )),
+    PaperClaim("C7", "R-Adapt+ carries over to image-text retrieval: it keeps clean Recall@1 closer to CLIP's than FARE "
+          "does, and is more robust than FARE at 2/255.", "Sec. 5, Table 4", (
+              Evidence("29_retrieval", "R-Adapt+ - FARE, clean R@1", "t4_clean_verdict", "{t4_clean_diff} pp",
+                       "{t4_clean_paper} pp"),
+              Evidence("29_retrieval", "R-Adapt+ - FARE, robust R@1 (PGD, 2/255)", "t4_robust2_verdict", "{t4_robust2_diff} pp",
+                       "{t4_robust2_paper} pp"),
+          )),
 )
 
 # A page's verdict text -> one of these categories; the first rule that matches wins.

@@ -49,7 +49,7 @@ MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-t
                                   for n in training.SEEDED for s in training.EXTRA_SEEDS},
                                **{n: "CLIP" for n in training.PRETRAIN_PREFIXES},
                                **{n: "FARE" for n in training.FINETUNE_PARENTS},
-                               "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA"}
+                               "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA", "mini-clip-mosaic": "CLIP"}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {

@@ -32,7 +32,7 @@ from . import config, data, reference
 _UNSET: Any = object()  # a parameter the page does not have (None means "the profile's default")
 
 # Pages by the name they pass to `setup` (the key of their default datasets in config.PROFILE_DEFAULTS).
-PAGES = ("zoo", "main", "cka", "replacement", "spectral", "attention", "insensitivity", "shapley", "radapt")
+PAGES = ("zoo", "main", "cka", "replacement", "spectral", "attention", "insensitivity", "shapley", "radapt", "retrieval")
 
 
 class ParameterError(ValueError):

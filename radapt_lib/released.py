@@ -31,7 +31,7 @@ import torch
 from . import config
 from .cache import file_sha256, key_of
 
-RELEASED_KINDS = ("evaluations", "audit", "analyses")
+RELEASED_KINDS = ("evaluations", "audit", "analyses", "retrieval")
 RECOMPUTE_ENV = "RADAPT_RECOMPUTE"
 ACCESS_LOG_ENV = "RADAPT_CACHE_LOG"
 RELEASE_COMMAND = "scripts/book.sh --release-results"
@@ -109,22 +109,32 @@ def _summary(kind: str, record: dict[str, Any], path: Path) -> dict[str, Any]:
                 "n": value.n, "seconds": round(value.seconds, 1)}
     if kind == "audit":
         return {**out, "what": spec["what"], "eps_255": spec["eps"], "n": len(value)}
+    if kind == "retrieval":
+        return {**out, "label": value.label, "attack": spec["attack"], "eps_255": round(spec["eps"] * 255, 3),
+                "n": len(value.clean_rank), "seconds": round(value.seconds, 1)}
     return {**out, "what": spec["what"]}
 
 
-def release(access_log: Path, cache_root: Path | None = None) -> dict[str, Any]:
+def release(access_log: Path, cache_root: Path | None = None, keep: bool = False) -> dict[str, Any]:
     """Rewrite results/ with the released kinds' records named in access_log (copied from the local cache).
 
-    Records that keep adversarial images (keep_adv) stay out: they are large and cheap to recompute.
+    Records that keep adversarial images (keep_adv) stay out: they are large and cheap to recompute. `keep`: keep
+    every record released before as well. Keys hash the models' weights and buffers, and a zero-shot head is computed
+    from the text tower on the machine that runs the page: CPUs with other float kernels (AVX-512 and AVX2-only
+    EPYCs) compute heads that differ in the last bits, hence other keys for the same page. Releasing from each kind
+    with `keep` lets every kind find its own records; the pages' rounded numbers agree across kinds.
     """
     cache_root = cache_root or config.cache_dir()
     wanted = sorted({line.strip() for line in access_log.read_text().splitlines() if line.strip()})
     entries, seconds = {}, 0.0
     staging = results_dir().with_name("results.staging")
     shutil.rmtree(staging, ignore_errors=True)
+    if keep and results_dir().exists():
+        shutil.copytree(results_dir(), staging)
+        entries = dict(read_manifest()["results"])
     for name in wanted:
         kind, key = name.split("/")
-        if kind not in RELEASED_KINDS:
+        if kind not in RELEASED_KINDS or name in entries:
             continue
         source = cache_root / kind / f"{key}.pt"
         if not source.exists():

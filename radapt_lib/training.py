@@ -89,12 +89,17 @@ FINETUNE_PARENTS: dict[str, str] = {f"mini-fare-p{steps}": name for name, steps 
 MINI_FINETUNES.update({name: MINI_FINETUNES["mini-fare"] for name in FINETUNE_PARENTS})
 MINI_FINETUNES.update({f"{name}-1000": replace(MINI_FINETUNES[name], steps=1000, eval_every=200)
                        for name in ("mini-tecoa", "mini-tga")})
+# The retrieval page (Table 4): mini-clip fine-tuned to read 2 x 2 mosaics (recipe: `mosaics.MosaicClipConfig`) and
+# that CLIP's own FARE fine-tune, trained as mini-fare is (single animal images).
+CLIP_PARENTS: dict[str, str] = {"mini-clip-mosaic": "mini-clip"}
+FINETUNE_PARENTS["mini-fare-mosaic"] = "mini-clip-mosaic"
+MINI_FINETUNES["mini-fare-mosaic"] = MINI_FINETUNES["mini-fare"]
 FINETUNE_METHODS = ("fare", "tecoa", "tga", "clean")
 
 
 def parent_of(name: str) -> str:
-    """The mini CLIP a fine-tune starts from (its text tower is that CLIP's)."""
-    return FINETUNE_PARENTS.get(name, "mini-clip")
+    """The mini CLIP a model starts from (a fine-tune's text tower is that CLIP's)."""
+    return FINETUNE_PARENTS.get(name) or CLIP_PARENTS.get(name, "mini-clip")
 
 
 @dataclass
@@ -108,7 +113,7 @@ class TrainLog:
     losses: list[float] = field(default_factory=list)  # every step's training loss
 
 
-def _n_steps(total: int, stop_after: int | None) -> int:
+def n_steps(total: int, stop_after: int | None) -> int:
     if stop_after is not None and not 0 < stop_after <= total:
         raise ValueError(f"stop_after={stop_after} must be in [1, {total}]")
     return total if stop_after is None else stop_after
@@ -126,36 +131,36 @@ def mini_tokenizer(cfg: MiniClipConfig):
     return open_clip.tokenizer.SimpleTokenizer(context_length=cfg.context_length)
 
 
-def _cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
+def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return base * 0.5 * (1 + torch.cos(torch.tensor(progress * torch.pi)).item())
 
 
-def _optimizer(params: list[tuple[str, nn.Parameter]], lr: float, wd: float) -> torch.optim.Optimizer:
+def adamw(params: list[tuple[str, nn.Parameter]], lr: float, wd: float) -> torch.optim.Optimizer:
     decay = [p for n, p in params if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in params if not (p.ndim >= 2 and "embedding" not in n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}], lr=lr)
 
 
-def _zero_shot_accuracy(model: ZeroShotClassifier, images: data.ImageSet) -> float:
+def zero_shot_accuracy(model: ZeroShotClassifier, images: data.ImageSet) -> float:
     return float((predict(model, images.images) == images.labels).float().mean() * 100)
 
 
-def _mini_classifier(clip: CLIP, tokenizer, classnames, visual: nn.Module | None = None) -> ZeroShotClassifier:
+def mini_classifier(clip: CLIP, tokenizer, classnames, visual: nn.Module | None = None) -> ZeroShotClassifier:
     head = text_head(clip, tokenizer, classnames, data.CIFAR_TEMPLATES)
     return ZeroShotClassifier(visual if visual is not None else clip.visual, head, CIFAR_MEAN, CIFAR_STD, classnames)
 
 
-def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(),
-                    stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], TrainLog]:
+def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(), stop_after: int | None = None,
+                    final: bool = False) -> tuple[dict[str, torch.Tensor], TrainLog]:
     """Contrastive pre-training on CIFAR-10 train with templated captions.
 
-    Captions repeat (10 classes x 18 templates), so image i and text j of the same class are
-    both positives: the targets spread uniformly over same-class pairs instead of treating
-    them as negatives. `stop_after` ends the run early on the full run's schedule: a prefix of
-    it, step for step (the zoo's reproducibility check).
+    Captions repeat (10 classes x 18 templates): same-class pairs are positives (`contrastive_loss`).
+    `stop_after` ends the run early on the full run's schedule: a prefix of
+    it, step for step (the zoo's reproducibility check); `final` measures its zero-shot accuracy all the same (a
+    released prefix).
     """
     config.setup(cfg.seed)
     train = data.load_cifar10("train")
@@ -164,13 +169,13 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(),
     tokenizer = mini_tokenizer(cfg)
     captions = tokenizer([t.format(c) for c in data.CIFAR10_CLASSES for t in data.CIFAR_TEMPLATES])
     n_templates = len(data.CIFAR_TEMPLATES)
-    opt = _optimizer(list(clip.named_parameters()), cfg.lr, cfg.weight_decay)
+    opt = adamw(list(clip.named_parameters()), cfg.lr, cfg.weight_decay)
     norm = Normalize(CIFAR_MEAN, CIFAR_STD)
     gen = torch.Generator().manual_seed(cfg.seed)
     log = TrainLog("mini-clip")
     order = torch.randperm(len(train), generator=gen)
     cursor, start = 0, time.perf_counter()
-    for step in tqdm(range(_n_steps(cfg.steps, stop_after)), desc="mini-clip pre-training", unit="step", mininterval=10):
+    for step in tqdm(range(n_steps(cfg.steps, stop_after)), desc="mini-clip pre-training", unit="step", mininterval=10):
         if cursor + cfg.batch_size > len(order):
             order, cursor = torch.randperm(len(train), generator=gen), 0
         idx = order[cursor:cursor + cfg.batch_size]
@@ -181,36 +186,44 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(),
         y = train.labels[idx]
         tmpl = torch.randint(0, n_templates, (len(idx),), generator=gen)
         for group in opt.param_groups:
-            group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
         clip.train()
-        img = F.normalize(clip.visual(norm(x)), dim=-1)
-        txt = F.normalize(clip.encode_text(captions[y * n_templates + tmpl]), dim=-1)
-        logits = clip.logit_scale.exp().clamp(max=100) * img @ txt.T
-        same = (y[:, None] == y[None, :]).float()
-        targets = same / same.sum(dim=1, keepdim=True)
-        loss = 0.5 * (torch.sum(-targets * logits.log_softmax(1), 1).mean()
-                      + torch.sum(-targets * logits.T.log_softmax(1), 1).mean())
+        loss = contrastive_loss(clip, norm(x), captions[y * n_templates + tmpl], y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         log.losses.append(float(loss.detach()))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
             clip.eval()
-            acc = _zero_shot_accuracy(_mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), probe)
+            acc = zero_shot_accuracy(mini_classifier(clip, tokenizer, data.CIFAR10_CLASSES), probe)
             log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
                                     "probe_acc": acc, "seconds": time.perf_counter() - start})
     log.seconds = time.perf_counter() - start
     clip.eval()
-    if stop_after is not None:
-        return clip.state_dict(), log
-    log.final = cifar10_zero_shot(clip, cfg)
+    if stop_after is None or final:
+        log.final = cifar10_zero_shot(clip, cfg)
     return clip.state_dict(), log
+
+
+def contrastive_loss(clip: CLIP, x: torch.Tensor, tokens: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE where every pair with equal `keys` (the same caption or class) is a positive.
+
+    Captions repeat within a batch, so image i and text j of the same key are both positives: the targets
+    spread uniformly over them instead of treating them as negatives.
+    """
+    img = F.normalize(clip.visual(x), dim=-1)
+    txt = F.normalize(clip.encode_text(tokens), dim=-1)
+    logits = clip.logit_scale.exp().clamp(max=100) * img @ txt.T
+    same = (keys[:, None] == keys[None, :]).float()
+    targets = same / same.sum(dim=1, keepdim=True)
+    return 0.5 * (torch.sum(-targets * logits.log_softmax(1), 1).mean()
+                  + torch.sum(-targets * logits.T.log_softmax(1), 1).mean())
 
 
 def cifar10_zero_shot(clip: CLIP, cfg: MiniClipConfig) -> dict[str, float]:
     """The zoo's headline number for a mini CLIP: zero-shot top-1 (%) on the whole CIFAR-10 test split."""
     test = data.mini_dataset("cifar10", "test")
-    return {"zero_shot_top1_cifar10_test": _zero_shot_accuracy(_mini_classifier(clip.eval(), mini_tokenizer(cfg),
+    return {"zero_shot_top1_cifar10_test": zero_shot_accuracy(mini_classifier(clip.eval(), mini_tokenizer(cfg),
                                                                                 data.CIFAR10_CLASSES), test)}
 
 
@@ -285,18 +298,18 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
     for p in tuned_visual.parameters():
         p.requires_grad_(True)
     tuned = lambda z: tuned_visual(norm(z))  # noqa: E731
-    opt = _optimizer(list(tuned_visual.named_parameters()), cfg.lr, cfg.weight_decay)
+    opt = adamw(list(tuned_visual.named_parameters()), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(train), generator=gen)
     log = TrainLog(name)
     start = time.perf_counter()
-    for step in tqdm(range(_n_steps(cfg.steps, stop_after)), desc=f"{name} ({cfg.method.upper()}) fine-tuning", unit="step",
+    for step in tqdm(range(n_steps(cfg.steps, stop_after)), desc=f"{name} ({cfg.method.upper()}) fine-tuning", unit="step",
                      mininterval=10):
         idx = order[(step * cfg.batch_size) % len(order):][: cfg.batch_size]
         x = train.images[idx].float().div(255)
         y = train.labels[idx]
         for group in opt.param_groups:
-            group["lr"] = _cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
+            group["lr"] = cosine_lr(step, cfg.steps, cfg.warmup, cfg.lr)
         with torch.no_grad():
             target = frozen_visual(norm(x))
         x_adv = x if cfg.method == "clean" else \
@@ -312,7 +325,7 @@ def finetune(base_state: dict[str, torch.Tensor], clip_cfg: MiniClipConfig, cfg:
             extra = on_checkpoint(clf) if on_checkpoint is not None else {}
             start += time.perf_counter() - paused  # training time excludes the callback's measurements
             log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
-                                    "probe_acc": _zero_shot_accuracy(clf, probe), "seconds": time.perf_counter() - start,
+                                    "probe_acc": zero_shot_accuracy(clf, probe), "seconds": time.perf_counter() - start,
                                     **extra})
     log.seconds = time.perf_counter() - start
     return tuned_visual.state_dict(), log

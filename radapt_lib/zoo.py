@@ -23,13 +23,13 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from . import config, training
+from . import config, mosaics, training
 from .cache import file_sha256  # noqa: F401  (zoo.file_sha256: anchor_zoo and the tests read it here)
 
 RETRAIN = "scripts/train_zoo.sh"
 # mini-clip, its early-stopped prefixes (the trend), then the fine-tunes, the clean control, the seed replicas and
 # the trend's fine-tunes: parents before children, so that one command can train them in this order.
-ORDER = ("mini-clip", *training.PRETRAIN_PREFIXES, *training.MINI_FINETUNES)
+ORDER = ("mini-clip", *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES)
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance. Float noise between CPUs grows
@@ -58,8 +58,13 @@ def check_name(name: str) -> str:
 
 
 def is_clip(name: str) -> bool:
-    """A whole CLIP (mini-clip or one of its prefixes), not a fine-tuned vision tower."""
-    return check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES
+    """A whole CLIP (mini-clip, one of its prefixes, or a CLIP fine-tuned from it), not a fine-tuned vision tower."""
+    return check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.CLIP_PARENTS
+
+
+def parent(name: str) -> str | None:
+    """The released model another was trained from (None: mini-clip and its prefixes, which start from nothing)."""
+    return None if check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES else training.parent_of(name)
 
 
 def clip_of(name: str) -> str:
@@ -74,6 +79,9 @@ def training_spec(name: str) -> dict[str, Any]:
         return clip
     if name in training.PRETRAIN_PREFIXES:
         return {**clip, "stop_after": training.PRETRAIN_PREFIXES[name]}
+    if name in training.CLIP_PARENTS:
+        return {"model": name, "parent": _hash(training_spec(training.parent_of(name))),
+                "config": asdict(mosaics.MosaicClipConfig()), "threads": config.CPU_THREADS}
     return {"model": name, "parent": _hash(training_spec(training.parent_of(name))),
             "finetune": asdict(training.MINI_FINETUNES[name]), "threads": config.CPU_THREADS}
 
@@ -115,15 +123,20 @@ def entry(name: str) -> dict[str, Any]:
     if record["spec_hash"] != spec_hash(name):
         raise ZooError(f"released {name} was trained with spec {record['spec_hash']}, but the code's training spec is now "
                        f"{spec_hash(name)} (a training default changed): retrain and re-release with `{RETRAIN}`")
-    parent = None if is_clip(name) else training.parent_of(name)
-    if parent is not None and record.get("parent_sha256") != models.get(parent, {}).get("sha256"):
-        raise ZooError(f"released {name} was fine-tuned from another {parent} than the released one: "
+    origin = parent(name)
+    if origin is not None and record.get("parent_sha256") != models.get(origin, {}).get("sha256"):
+        raise ZooError(f"released {name} was fine-tuned from another {origin} than the released one: "
                        f"re-release the fine-tunes with `{RETRAIN} {name}`")
     return record
 
 
 def load_state(name: str) -> dict[str, torch.Tensor]:
-    """A released model's weights (mini-clip: whole CLIP; fine-tunes: vision tower), checked."""
+    """A released model's loadable weights (a CLIP: whole; fine-tunes: vision tower), checked."""
+    return _read_release(name)[0]
+
+
+def _read_release(name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """A released model's weights, checked, and the token rows kept when its token embedding was pruned (else None)."""
     from safetensors.torch import load_file
 
     record = entry(name)
@@ -141,8 +154,7 @@ def build(name: str) -> CLIP:
     """A mini CLIP, or its CLIP with a fine-tune's vision tower, from the released weights (eval mode)."""
     clip = training.build_mini_clip(training.MiniClipConfig())
     base = clip_of(name)
-    state = load_state(base)
-    rows = state.pop(ROWS_KEY, None)
+    state, rows = _read_release(base)
     clip.load_state_dict(state)
     if rows is not None:
         guard_tokens(clip, rows, base)
@@ -165,24 +177,31 @@ def prompt_token_ids() -> torch.Tensor:
     return torch.unique(tokenizer(prompts))
 
 
-def prune_tokens(state: dict[str, torch.Tensor], rows: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """A whole-CLIP state with its token embedding cut to `rows` (default: the mini datasets' prompts' tokens)."""
-    rows = prompt_token_ids() if rows is None else rows
+def kept_token_ids(name: str) -> torch.Tensor:
+    """The token rows a pruned CLIP keeps: the mini prompts', and for the mosaic CLIP the mosaic captions' too."""
+    if name not in training.CLIP_PARENTS:
+        return prompt_token_ids()
+    tokenizer = training.mini_tokenizer(training.MiniClipConfig())
+    return torch.unique(torch.cat([prompt_token_ids(), tokenizer(mosaics.vocabulary()).flatten()]))
+
+
+def prune_tokens(state: dict[str, torch.Tensor], rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A whole-CLIP state with its token embedding cut to `rows` (`kept_token_ids`)."""
     out = {k: v for k, v in state.items() if k != EMBEDDING_KEY}
     out[ROWS_KEY], out[KEPT_KEY] = rows.to(torch.int64), state[EMBEDDING_KEY][rows].clone()
     return out
 
 
-def unprune_tokens(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The whole state again, dropped token rows as zeros; the kept rows' ids stay under ROWS_KEY (pop it to load)."""
+def unprune_tokens(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """The whole state again, dropped token rows as zeros, and the kept rows' ids (None: the state was not pruned)."""
     if KEPT_KEY not in state:
-        return state
+        return state, None
     vocab = training.mini_tokenizer(training.MiniClipConfig()).vocab_size
-    out = {k: v for k, v in state.items() if k != KEPT_KEY}
+    out = {k: v for k, v in state.items() if k not in (KEPT_KEY, ROWS_KEY)}
     full = torch.zeros(vocab, state[KEPT_KEY].shape[1], dtype=state[KEPT_KEY].dtype)
     full[state[ROWS_KEY]] = state[KEPT_KEY]
     out[EMBEDDING_KEY] = full
-    return out
+    return out, state[ROWS_KEY]
 
 
 def guard_tokens(clip: CLIP, rows: torch.Tensor, name: str) -> None:
@@ -192,8 +211,9 @@ def guard_tokens(clip: CLIP, rows: torch.Tensor, name: str) -> None:
 
     def check(_module, args):
         ids = args[0]
-        if not bool(known[ids.cpu()].all()):
-            missing = sorted(set(ids[~known[ids.cpu()].to(ids.device)].tolist()))[:5]
+        hits = known[ids.cpu()]
+        if not bool(hits.all()):
+            missing = sorted(set(ids[~hits.to(ids.device)].tolist()))[:5]
             raise ZooError(f"{name} is released with the token embeddings of the mini datasets' prompts only, and this "
                            f"prompt needs other tokens (ids {missing}...): add the class names to data.MINI_DATASETS "
                            f"and re-release it with `{RETRAIN} {name}`")
@@ -219,13 +239,11 @@ def train(name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Ten
     if check_name(name) == "mini-clip":
         return training.train_mini_clip(clip_cfg, stop_after=stop_after)
     if name in training.PRETRAIN_PREFIXES:
-        state, log = training.train_mini_clip(clip_cfg, stop_after=stop_after or training.PRETRAIN_PREFIXES[name])
-        clip = training.build_mini_clip(clip_cfg)
-        clip.load_state_dict(state)
-        log.final = training.cifar10_zero_shot(clip, clip_cfg)
-        return state, log
-    parent = {k: v for k, v in load_state(training.parent_of(name)).items() if k != ROWS_KEY}
-    return training.finetune(parent, clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
+        return training.train_mini_clip(clip_cfg, stop_after=stop_after or training.PRETRAIN_PREFIXES[name], final=True)
+    start = load_state(training.parent_of(name))
+    if name in training.CLIP_PARENTS:
+        return mosaics.train_mosaic_clip(start, stop_after=stop_after)
+    return training.finetune(start, clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
 
 
 def prefix_record(name: str, steps: int) -> dict[str, Any]:
@@ -251,11 +269,13 @@ def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog,
     cfg = spec["finetune"] if "finetune" in spec else spec["config"]
     steps = spec.get("stop_after", cfg["steps"])
     images = steps * cfg["batch_size"]
-    parent = None if is_clip(name) else entry(training.parent_of(name))["sha256"]
+    origin = parent(name)
+    what = "the mini prompts and the mosaic captions" if name in training.CLIP_PARENTS else "the mini prompts"
     tensors = ("whole CLIP" if name == "mini-clip" else
-               f"whole CLIP, token embedding cut to the {len(prompt_token_ids())} rows of the mini prompts" if is_clip(name)
+               f"whole CLIP, token embedding cut to the {len(kept_token_ids(name))} rows of {what}" if is_clip(name)
                else f"vision tower (text tower: {training.parent_of(name)}'s)")
-    return {"file": file, "spec_hash": spec_hash(name), "spec": spec, "sha256": None, "parent_sha256": parent,
+    return {"file": file, "spec_hash": spec_hash(name), "spec": spec, "sha256": None,
+            "parent_sha256": None if origin is None else entry(origin)["sha256"],
             "parameters": int(sum(t.numel() for t in state.values() if t.is_floating_point())),
             "tensors": tensors, "steps": steps, "images_seen": images, "seconds": round(log.seconds, 1),
             "minutes": round(log.seconds / 60, 2), "images_per_s": round(images / log.seconds, 1),
@@ -264,8 +284,8 @@ def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog,
 
 
 def release_state(name: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """What the zoo folder stores for a trained model: intermediate CLIPs lose the token rows no prompt uses."""
-    return prune_tokens(state) if name in training.PRETRAIN_PREFIXES else state
+    """What the zoo folder stores for a trained model: CLIPs but mini-clip lose the token rows no prompt uses."""
+    return prune_tokens(state, kept_token_ids(name)) if is_clip(name) and name != "mini-clip" else state
 
 
 def save_weights(state: dict[str, torch.Tensor], path: Path) -> str:

@@ -81,6 +81,8 @@ def main() -> int:
     parser.add_argument("--no-render", action="store_true", help="execute only; skip jupyter-book build")
     parser.add_argument("--release-results", action="store_true",
                         help="re-execute every page without results/, then rewrite results/ with what the pages read")
+    parser.add_argument("--keep-released", action="store_true",
+                        help="with --release-results: keep every record released before (another CPU kind's keys)")
     args = parser.parse_args()
     if args.release_results:
         from radapt_lib import released  # imports torch: only the release needs it (~6 s on every other build)
@@ -103,7 +105,7 @@ def main() -> int:
             print(f"[book] {src.name}: {'up to date' if wanted else 'not selected'}", flush=True)
     print(f"[book] notebooks done in {time.perf_counter() - total:.0f} s", flush=True)
     if args.release_results:
-        manifest = released.release(Path(log))
+        manifest = released.release(Path(log), keep=args.keep_released)
         print(f"[book] released {len(manifest['results'])} results ({manifest['compute_seconds'] / 60:.1f} min of "
               f"compute here) to {released.results_dir().relative_to(ROOT)}/", flush=True)
     write_toc(sorted(pages))

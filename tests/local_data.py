@@ -184,3 +184,17 @@ def stanford_cars(root: Path, per_class: int = 2, classes=("AM General Hummer SU
                 rows.append((fname, label))
         scipy.io.savemat(mat, {"annotations": np.array(rows, dtype=[("fname", object), ("class", object)])})
     return root
+
+
+def flickr30k(root: Path, n_images: int = 4, per_image: int = 5) -> Path:
+    """CLIP_benchmark's Flickr30k: <id>.jpg beside flickr30k_test_karpathy.txt ('image,caption' lines after a header,
+    five per image; captions may hold commas)."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = ["image,caption"]
+    for i in range(n_images):
+        name = f"{1000092795 + i}.jpg"
+        _jpeg(root / name, rng, size=40)
+        lines += [f"{name},A person number {i}, seen from angle {k}, walks a dog ." for k in range(per_image)]
+    (root / "flickr30k_test_karpathy.txt").write_text("\n".join(lines) + "\n")
+    return root

@@ -15,7 +15,7 @@ import open_clip
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_data import dtd, eurosat  # noqa: E402
+from local_data import dtd, eurosat, flickr30k  # noqa: E402
 from local_hub import OPENAI_REPOS, write_open_clip_repo  # noqa: E402
 
 from radapt_lib import config, models  # noqa: E402
@@ -43,6 +43,7 @@ def build(root: Path) -> dict[str, str]:
         torch.save(_random_clip(3).state_dict(), tga)
         eurosat(datasets / "paper" / "EuroSAT", per_class=8)
         dtd(datasets / "paper" / "DTD", per_class=4)
+        flickr30k(datasets / "paper" / "Flickr30k")
         done.write_text("ok\n")
     return {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "RADAPT_DATA": str(datasets),
             models.PAPER_MODELS["tga4-vit-l-14"].checkpoint_env: str(tga), config.PAPER_SMOKE_ENV: "1",

@@ -38,7 +38,8 @@ def test_every_release_was_made_by_the_current_code_and_libraries():
     current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley"),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE),
-               cache.code_fingerprint(*d0rules.CALIBRATION_CODE), cache.code_fingerprint(*cka.CKA_CODE)}
+               cache.code_fingerprint(*d0rules.CALIBRATION_CODE), cache.code_fingerprint(*cka.CKA_CODE),
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "retrieval")}
     specs = {name: _record(name)["spec"] for name in ENTRIES}
     stale = [name for name, spec in specs.items()
              if spec["code"] not in current or spec["versions"] != cache.library_versions()]
@@ -102,6 +103,20 @@ def test_release_writes_what_was_read(results_copy, tmp_path):
     assert sorted(manifest["results"]) == chosen
     assert sorted(p.relative_to(results_copy).with_suffix("").as_posix() for p in results_copy.glob("*/*.pt")) == chosen
     assert not results_copy.with_name("results.staging").exists()
+
+
+def test_a_release_can_keep_another_machines_records(results_copy, tmp_path):
+    """--keep-released: what this machine read is added, everything released before stays (other CPUs' keys)."""
+    reads = tmp_path / "reads.log"
+    first = sorted(ENTRIES)[:1]
+    reads.write_text(f"{first[0]}\n")
+    assert sorted(released.release(reads, cache_root=results_copy)["results"]) == first  # without keep: only what was read
+    shutil.rmtree(results_copy)
+    shutil.copytree(config.REPO_ROOT / "results", results_copy)  # results_dir() is the copy here
+    reads.write_text("")
+    manifest = released.release(reads, cache_root=results_copy, keep=True)
+    assert sorted(manifest["results"]) == sorted(ENTRIES)
+    assert len(list(results_copy.glob("*/*.pt"))) == len(ENTRIES)
 
 
 # Table 1's FARE and R-Adapt+ on the animals under APGD-CE (20 iterations) and Table 3's CLIP under Square: recomputed

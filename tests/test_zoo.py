@@ -27,8 +27,8 @@ def test_manifest_matches_the_released_files():
         assert record["spec_hash"] == zoo.spec_hash(name), name
         state = zoo.load_state(name)
         assert sum(t.numel() for t in state.values() if t.is_floating_point()) == record["parameters"], name
-        parent = None if zoo.is_clip(name) else manifest[training.parent_of(name)]["sha256"]
-        assert record["parent_sha256"] == parent, name
+        parent = zoo.parent(name)
+        assert record["parent_sha256"] == (None if parent is None else manifest[parent]["sha256"]), name
         assert record["final"] or not zoo.is_clip(name)
     tower_keys = set(training.build_mini_clip(training.MiniClipConfig()).visual.state_dict())
     assert set(zoo.load_state("mini-fare")) == tower_keys  # fine-tunes release the vision tower only
@@ -89,8 +89,8 @@ def test_training_reproduces_the_released_prefix(name):
 
 def test_the_prefix_check_fails_when_training_changes(monkeypatch):
     lr_factor = 1.01  # a 1 % change of the schedule: smaller than any edit a default would make
-    cosine = training._cosine_lr
-    monkeypatch.setattr(training, "_cosine_lr", lambda *a: lr_factor * cosine(*a))  # an edit to the schedule's code
+    cosine = training.cosine_lr
+    monkeypatch.setattr(training, "cosine_lr", lambda *a: lr_factor * cosine(*a))  # an edit to the schedule's code
     recorded = zoo.entry("mini-fare")["prefix"]
     with pytest.raises(zoo.ZooError, match="training changed"):
         zoo.compare_prefix(recorded, zoo.prefix_record("mini-fare", recorded["steps"]))
@@ -106,8 +106,8 @@ def test_compare_prefix_tolerates_float_noise_only():
 
 def test_stop_after_is_checked():
     with pytest.raises(ValueError, match="stop_after=0"):
-        training._n_steps(10, 0)
-    assert training._n_steps(10, None) == 10 and training._n_steps(10, 3) == 3
+        training.n_steps(10, 0)
+    assert training.n_steps(10, None) == 10 and training.n_steps(10, 3) == 3
 
 
 def test_state_sha256_sees_one_bit():
@@ -201,8 +201,7 @@ def test_a_pruned_token_embedding_gives_the_same_zero_shot_heads():
 
     full = zoo.build("mini-clip")
     pruned = training.build_mini_clip(training.MiniClipConfig())
-    state = zoo.unprune_tokens(zoo.prune_tokens(zoo.load_state("mini-clip")))
-    rows = state.pop(zoo.ROWS_KEY)
+    state, rows = zoo.unprune_tokens(zoo.prune_tokens(zoo.load_state("mini-clip"), zoo.kept_token_ids("mini-clip-120")))
     assert len(rows) < 100 and not torch.equal(state[zoo.EMBEDDING_KEY], full.state_dict()[zoo.EMBEDDING_KEY])
     pruned.load_state_dict(state)
     zoo.guard_tokens(pruned.eval(), rows, "pruned mini-clip")
@@ -226,3 +225,6 @@ def test_the_trend_models_are_released_pruned_and_chained():
     clip = zoo.build("mini-fare-p120")
     assert torch.equal(clip.token_embedding.weight, zoo.build("mini-clip-120").token_embedding.weight)
     assert manifest["mini-tecoa-1000"]["steps"] == manifest["mini-tga-1000"]["steps"] == 1000
+    for name, parent in training.CLIP_PARENTS.items():  # the retrieval page's CLIP: fine-tuned from mini-clip
+        assert zoo.training_spec(name)["parent"] == zoo.spec_hash(parent)
+        assert manifest[name]["parent_sha256"] == manifest[parent]["sha256"] and "mosaic captions" in manifest[name]["tensors"]

@@ -13,17 +13,19 @@ is re-exported here from the module of its concern:
 - `d0rules`: the paper-scaled and the calibrated filter cutoff, side by side;
 - `figures`: the pages' plots;
 - `audit` (imported as a module, `rtables.audit.run` ...): the adaptive-attack audit of the defended models;
-- `trend` (imported as a module, `rtables.trend.run` ...): the verdicts' quantities against training scale.
+- `trend` (imported as a module, `rtables.trend.run` ...): the verdicts' quantities against training scale;
+- `table4` (imported as a module): Table 4's image -> text retrieval, clean and attacked.
 
 Everything heavy is cached below it (`evaluation.evaluate` for attacks, `anchor_zoo.load_or_train` for
 R-Adapt+ anchors: released or cached).
 """
-from . import audit, trend
+from . import audit, table4, trend
 from .d0rules import (CALIBRATED, D0_GRID_224, D0Calibration, calibrate_d0, calibration_table, paper_gif_clean_cost,
                       rules_table, validation_images)
 from .cost import (budget_counts, cost_verdict, inference_overhead, overhead_pairs, time_forward, timed_here,
                    training_budget)
-from .figures import plot_audit, plot_eps, plot_fig7, plot_sweep, plot_tradeoff, plot_training_scale, plot_trend
+from .figures import (plot_audit, plot_eps, plot_fig7, plot_retrieval, plot_retrieval_examples, plot_sweep, plot_tradeoff,
+                      plot_training_scale, plot_trend)
 from .study import (BASELINES, DEFAULTS, METHODS, PLUS_DEFAULT, RADAPT, Study, Variant, average, default_datasets,
                     load_images)
 from .sweeps import ABLATION, ANCHOR_CHOICES, add_ablation_variants, anchor_choices, anchor_epochs, sweep
@@ -54,7 +56,8 @@ __all__ = [
     "CALIBRATED", "D0_GRID_224", "D0Calibration", "calibrate_d0", "calibration_table", "paper_gif_clean_cost", "rules_table",
     "validation_images",
     # figures
-    "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale",
-    # the audit (a module)
-    "audit",
+    "plot_tradeoff", "plot_sweep", "plot_eps", "plot_fig7", "plot_training_scale", "plot_audit", "plot_trend", "plot_retrieval",
+    "plot_retrieval_examples",
+    # the page modules
+    "audit", "table4", "trend",
 ]

@@ -129,3 +129,33 @@ def plot_trend(frame: pd.DataFrame):
             ax.set_title(f"{q.claim}: {q.key}", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def plot_retrieval_examples(rset, n: int = 4):
+    """The first n test images of a retrieval set (fewer if it has fewer) with their first caption above each."""
+    from .. import plots
+
+    fig, axes = plots.figure(ncols=min(n, len(rset)), width=2.6, height=2.9)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(rset.images[i].permute(1, 2, 0).numpy(), interpolation="nearest")
+        caption = rset.captions[int((rset.caption_image == i).nonzero()[0])]
+        ax.set_title(caption.replace(". ", ".\n"), fontsize=8, fontweight="normal")
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_retrieval(frame: pd.DataFrame):
+    """Recall@k (95% CI bars) per method, one panel per setting (clean, then each eps)."""
+    from .. import plots
+
+    settings = list(dict.fromkeys(frame["setting"]))
+    fig, axes = plots.figure(ncols=len(settings), width=3.6, height=3.4)
+    for ax, setting in zip(axes[0], settings):
+        for method, g in frame[frame["setting"] == setting].groupby("method", sort=False):
+            ax.errorbar(g["k"], g["recall"], yerr=[g["recall"] - g["low"], g["high"] - g["recall"]], marker="o",
+                        capsize=2, label=method)
+        ax.set(xlabel="k", ylabel="Recall@k (%)", title=setting, ylim=(0, 100), xticks=sorted(frame["k"].unique()))
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

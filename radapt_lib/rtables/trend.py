@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import data, evaluation, reference, stats
+from .. import data, evaluation, models, reference, stats, zoo
 from ..analysis import attention, replacement, spectral
 from ..stats import Estimate
 from ..zeroshot import top_class_share
@@ -56,8 +56,6 @@ POINTS: tuple[ScalePoint, ...] = (
 def points_for(profile: str) -> tuple[ScalePoint, ...]:
     """The profile's scale points. The paper's models come without intermediate checkpoints: one point per axis,
     the released pair, so the paper profile measures the quantities but can show no trend."""
-    from .. import models
-
     if profile == "mini":
         return POINTS
     names = models.PROFILE_MODELS[profile]
@@ -66,8 +64,6 @@ def points_for(profile: str) -> tuple[ScalePoint, ...]:
 
 def points_frame(points: tuple[ScalePoint, ...]) -> pd.DataFrame:
     """The points as a table: the models and, for the mini zoo, what their training was (from the manifest)."""
-    from .. import zoo
-
     rows = []
     for p in points:
         row = {"axis": p.axis, "steps": p.steps, "CLIP": p.clip, "robust model": p.robust}
