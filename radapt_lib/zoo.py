@@ -6,9 +6,10 @@ means the file is stale), and the file's sha256 must equal the manifest's (a cor
 Either failure is a `ZooError` naming `scripts/train_zoo.sh`, which retrains from scratch and re-releases.
 
 mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is its parent
-CLIP's), so towers are shared, not copied. The trend's intermediate CLIPs (mini-clip stopped early) are released
-whole but for their token embedding, of which only the rows that the pages' prompts use are kept (`prune_tokens`):
-49,379 of its 49,408 rows are 25 MB that no page reads, and a prompt that needs a dropped row is refused.
+CLIP's), so towers are shared, not copied. The other CLIPs (the trend's mini-clip stopped early, the retrieval page's
+mini-clip-mosaic) are released whole but for their token embedding, of which only the rows that the pages' prompts and
+captions use are kept (`prune_tokens`, `kept_token_ids`): ~49,380 of its 49,408 rows are 25 MB that no page reads, and
+a prompt that needs a dropped row is refused.
 """
 from __future__ import annotations
 
@@ -27,8 +28,9 @@ from . import config, mosaics, training
 from .cache import file_sha256  # noqa: F401  (zoo.file_sha256: anchor_zoo and the tests read it here)
 
 RETRAIN = "scripts/train_zoo.sh"
-# mini-clip, its early-stopped prefixes (the trend), then the fine-tunes, the clean control, the seed replicas and
-# the trend's fine-tunes: parents before children, so that one command can train them in this order.
+# mini-clip, its early-stopped prefixes (the trend), the CLIPs fine-tuned from it (retrieval), then the fine-tunes, the
+# clean control, the seed replicas and the trend's and retrieval's fine-tunes: parents before children, so that one
+# command can train them in this order.
 ORDER = ("mini-clip", *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES)
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
