@@ -293,13 +293,17 @@ def paper_indices(spec: PaperDataset, size: int, n: int | None, seed: int, split
     return half[seeded_subset(len(half), n, seed)]
 
 
-def paper_imageset(name: str, n: int | None, seed: int = 0, image_size: int = 224, split: str = "test") -> ImageSet:
-    """A seeded subset of a Table 1 dataset's split, resized and centre-cropped to the encoder's size."""
+def paper_transform(image_size: int = 224):
+    """PIL image -> uint8 tensor resized (bicubic) and centre-cropped to the encoder's size: every paper image's path."""
     import torchvision.transforms as T
 
-    transform = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-                           T.CenterCrop(image_size), T.PILToTensor()])
-    dataset = paper_dataset(name, transform=transform, split=split)
+    return T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(image_size),
+                      T.PILToTensor()])
+
+
+def paper_imageset(name: str, n: int | None, seed: int = 0, image_size: int = 224, split: str = "test") -> ImageSet:
+    """A seeded subset of a Table 1 dataset's split, resized and centre-cropped to the encoder's size."""
+    dataset = paper_dataset(name, transform=paper_transform(image_size), split=split)
     idx = paper_indices(PAPER_DATASETS[name], len(dataset), n, seed, split)
     pairs = [dataset[int(i)] for i in idx]
     images = torch.stack([p[0] if p[0].shape[0] == 3 else p[0].expand(3, -1, -1) for p in pairs])

@@ -165,7 +165,12 @@ def classifier(loaded: LoadedModel, classnames: Sequence[str], templates: Sequen
     if not templates:  # at paper smoke size one prompt per class: ViT-B/32's text tower is most of a page's set-up
         smoke = loaded.info.get("profile") == "paper" and config.paper_smoke()
         templates = data.CIFAR_TEMPLATES[:1] if smoke else data.CIFAR_TEMPLATES
-    head = text_head(loaded.clip, loaded.tokenizer, classnames, templates)
+    return head_classifier(loaded, text_head(loaded.clip, loaded.tokenizer, classnames, templates), classnames, visual)
+
+
+def head_classifier(loaded: LoadedModel, head: torch.Tensor, classnames: Sequence[str],
+                    visual: nn.Module | None = None) -> ZeroShotClassifier:
+    """A frozen, eval-mode ZeroShotClassifier of a copy of a tower (default the CLIP's own) over a given head."""
     tower = copy.deepcopy(visual if visual is not None else loaded.clip.visual)
     model = ZeroShotClassifier(tower, head, loaded.mean, loaded.std, classnames)
     model.to(head.device).eval()

@@ -13,7 +13,6 @@ each, in the layout CLIP_benchmark reads (`FLICKR_ANNOTATIONS` beside the JPEGs)
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import attacks, cache, config, data, mosaics
+from . import attacks, cache, config, data, models, mosaics
 from .evaluation import EVALUATION_CODE, fingerprint
 from .models import LoadedModel
 from .stats import Estimate, accuracy
@@ -68,7 +67,6 @@ def read_flickr_annotations(path: Path) -> dict[str, list[str]]:
 
 def paper_set(n: int, seed: int = 0, image_size: int = 224) -> RetrievalSet:
     """n seeded Flickr30k test images (resized and centre-cropped as the Table 1 datasets) with their captions."""
-    import torchvision.transforms as T
     from PIL import Image
 
     root = data.paper_root("Flickr30k")
@@ -84,8 +82,7 @@ def paper_set(n: int, seed: int = 0, image_size: int = 224) -> RetrievalSet:
     if missing:
         raise data.DataNotFoundError(f"Flickr30k: {len(missing)} test images are missing in {root} (e.g. {missing[0]}): "
                                      f"put the Flickr30k JPEGs there")
-    transform = T.Compose([T.Resize(image_size, interpolation=T.InterpolationMode.BICUBIC),
-                           T.CenterCrop(image_size), T.PILToTensor()])
+    transform = data.paper_transform(image_size)
     images = torch.stack([transform(Image.open(root / name).convert("RGB")) for name in chosen])
     captions = [c for name in chosen for c in by_image[name]]
     owner = torch.tensor([i for i, name in enumerate(chosen) for _ in by_image[name]])
@@ -116,13 +113,8 @@ def image_head(text: torch.Tensor, caption_image: torch.Tensor, n_images: int) -
 def retrieval_classifier(loaded: LoadedModel, text: torch.Tensor, rset: RetrievalSet,
                          visual: torch.nn.Module | None = None) -> ZeroShotClassifier:
     """The retrieval model of one vision tower (default the CLIP's own): logits over the set's images."""
-    head = image_head(text, rset.caption_image, len(rset))
-    tower = copy.deepcopy(visual if visual is not None else loaded.clip.visual)
-    model = ZeroShotClassifier(tower, head, loaded.mean, loaded.std, [f"image {i}" for i in range(len(rset))])
-    model.to(head.device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    return models.head_classifier(loaded, image_head(text, rset.caption_image, len(rset)),
+                                  [f"image {i}" for i in range(len(rset))], visual)
 
 
 @dataclass

@@ -85,7 +85,7 @@ CLEAN_PARTS = (("GIF only", None, (40,)), ("anchor only (no GIF)", "anchor", (No
 def clean_parts(rs: RetrievalStudy) -> pd.DataFrame:
     """Clean Recall@1/10 of R-Adapt+'s parts and of its filter at milder cutoffs, beside CLIP and FARE (no attack)."""
     v = rs.study.variants["R-Adapt+"]
-    base = retrieval.retrieval_classifier(rs.study.zoo["CLIP"], rs.text, rs.rset)
+    base = rs.model("CLIP")
     rows = {"CLIP": base, "FARE": rs.model("FARE")}
     for label, anchor, d0s in CLEAN_PARTS:
         for d0 in d0s:
