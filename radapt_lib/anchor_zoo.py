@@ -44,16 +44,7 @@ def anchor_records(manifest: dict | None = None) -> dict[str, dict]:
 
 @functools.cache
 def _released_tensors(sha256: str) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    path = zoo.zoo_dir() / ANCHOR_FILE
-    if not path.exists():
-        raise zoo.ZooError(f"{path} is missing: restore it with `git checkout -- zoo/` or re-release with `{RELEASE}`")
-    actual = zoo.file_sha256(path)
-    if actual != sha256:
-        raise zoo.ZooError(f"{path} is corrupt or was edited (sha256 {actual[:12]}... != manifest {sha256[:12]}...): "
-                           f"restore it with `git checkout -- zoo/` or re-release with `{RELEASE}`")
-    return load_file(str(path))
+    return zoo.read_checked(ANCHOR_FILE, sha256, RELEASE)
 
 
 def release_key(origin: dict, cfg: AnchorTrainConfig, images: ImageSet) -> str:

@@ -105,6 +105,22 @@ CLAIMS: tuple[PaperClaim, ...] = (
               Evidence("29_retrieval", "R-Adapt+ - FARE, robust R@1 (PGD, 2/255)", "t4_robust2_verdict", "{t4_robust2_diff} pp",
                        "{t4_robust2_paper} pp"),
           )),
+    PaperClaim("C8", "R-Adapt+ carries over to LVLMs: under V-Attack it restores captions and VQA answers that name the "
+          "image's object, more so the higher the anchor's training eps (LLaVA), while clean accuracy stays >= 98 %.",
+          "Sec. 5, App. E, Tables 5, 11", (
+              Evidence("30_lvlm", "LLaVA's role: R-Adapt+ (16/255) - no defense, robust CAP", "t5_gain_cap_verdict",
+                       "{t5_gain_cap_ours} pp", "{t5_gain_cap_paper} pp"),
+              Evidence("30_lvlm", "LLaVA's role: R-Adapt+ (16/255) - no defense, robust VQA", "t5_gain_vqa_verdict",
+                       "{t5_gain_vqa_ours} pp", "{t5_gain_vqa_paper} pp"),
+              Evidence("30_lvlm", "LLaVA's role: robust CAP, anchor at 16 - at 4/255", "t5_rise_cap_verdict",
+                       "{t5_rise_cap_ours} pp", "{t5_rise_cap_paper} pp"),
+              Evidence("30_lvlm", "LLaVA's role: clean CAP >= 98 % at every setting", "t5_clean_cap_verdict",
+                       "{t5_clean_cap_ours} %", "{t5_clean_cap_paper} %"),
+              Evidence("30_lvlm", "Qwen3-VL's role: R-Adapt+ (16/255) - no defense, robust CAP", "t11_gain_cap_verdict",
+                       "{t11_gain_cap_ours} pp", "{t11_gain_cap_paper} pp"),
+              Evidence("30_lvlm", "Qwen3-VL's role: clean VQA >= 98 % at every setting", "t11_clean_vqa_verdict",
+                       "{t11_clean_vqa_ours} %", "{t11_clean_vqa_paper} %"),
+          )),
 )
 
 # A page's verdict text -> one of these categories; the first rule that matches wins.

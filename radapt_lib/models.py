@@ -49,7 +49,8 @@ MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-t
                                   for n in training.SEEDED for s in training.EXTRA_SEEDS},
                                **{n: "CLIP" for n in training.PRETRAIN_PREFIXES},
                                **{n: "FARE" for n in training.FINETUNE_PARENTS},
-                               "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA", "mini-clip-mosaic": "CLIP"}
+                               "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA", "mini-clip-mosaic": "CLIP",
+                               **{n: "CLIP" for n in training.OTHER_ARCHITECTURES}}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {
@@ -136,7 +137,7 @@ def _load_paper(name: str, pretrained: bool) -> LoadedModel:
 
 def _load_mini(name: str) -> LoadedModel:
     """A mini model from the released zoo (zoo/, checked against the manifest); never trains."""
-    cfg = training.MiniClipConfig()
+    cfg = training.clip_config(zoo.clip_of(name))
     return LoadedModel(name, zoo.build(name), None, training.mini_tokenizer(cfg), training.CIFAR_MEAN, training.CIFAR_STD,
                        {"profile": "mini", "config": asdict(cfg), "zoo_sha256": zoo.entry(name)["sha256"],
                         "finetune": asdict(training.MINI_FINETUNES[name]) if name in training.MINI_FINETUNES else None})

@@ -32,7 +32,8 @@ from . import config, data, reference
 _UNSET: Any = object()  # a parameter the page does not have (None means "the profile's default")
 
 # Pages by the name they pass to `setup` (the key of their default datasets in config.PROFILE_DEFAULTS).
-PAGES = ("zoo", "main", "cka", "replacement", "spectral", "attention", "insensitivity", "shapley", "radapt", "retrieval")
+PAGES = ("zoo", "main", "cka", "replacement", "spectral", "attention", "insensitivity", "shapley", "radapt", "retrieval",
+         "lvlm")
 
 
 class ParameterError(ValueError):
@@ -264,6 +265,32 @@ def _audited(name: str, value: Any) -> list[str] | None:
     return names
 
 
+def _lvlms(name: str, value: Any) -> list[str] | None:
+    from .rtables.table5 import PROFILE_LVLMS
+
+    if value is None:
+        return None
+    known = PROFILE_LVLMS["mini"] + PROFILE_LVLMS["paper"]
+    names = [str(m) for m in parse_list(name, value, example=PROFILE_LVLMS["mini"])]
+    unknown = [m for m in names if m not in known]
+    if unknown:
+        raise ParameterError(f"unknown LVLM(s) {unknown}: the mini profile has {list(PROFILE_LVLMS['mini'])}, the paper "
+                             f"profile {list(PROFILE_LVLMS['paper'])} (e.g. {_example(name, PROFILE_LVLMS['mini'])}), or "
+                             f"None for the profile's two")
+    return names
+
+
+def _anchor_settings(name: str, value: Any) -> list[int]:
+    from .lvlm.release import SETTINGS
+
+    eps = [_eps_255(name, v) for v in parse_list(name, value, example=SETTINGS)]
+    missing = [e for e in eps if e not in SETTINGS]
+    if missing:
+        raise ParameterError(f"{name}: no released R-Adapt+ anchor trained at eps {missing}/255; Table 5's settings are "
+                             f"{list(SETTINGS)} (e.g. {_example(name, SETTINGS)})")
+    return eps
+
+
 EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "vit_batch": check_count, "repeats": check_count,  # cost page
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
@@ -273,6 +300,7 @@ EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "every_block": _optional_count,  # progressive replacement: evaluate after every k-th block (None: the profile's)
     "audited": _audited,  # adaptive-attack audit: the defended models to audit (None: rtables.audit.AUDITED)
     "probe_samples": check_count,  # trend page: images of the input-insensitivity reading
+    "lvlms": _lvlms, "settings": _anchor_settings, "attack_steps": check_count,  # LVLM page (Tables 5 / 11)
 }
 
 

@@ -87,3 +87,13 @@ def accuracy(correct) -> Estimate:
 def binomial_halfwidth(p: float, n: int, z: float = 1.96) -> float:
     """Normal-approximation 95% half-width (in the units of p) that n samples imply; for sizing pages."""
     return float(z * np.sqrt(max(p * (1 - p), 1e-12) / n))
+
+
+def wilson(successes: int, n: int, z: float = 1.96) -> Estimate:
+    """A proportion in percent with its Wilson score interval: unlike the bootstrap, not degenerate at 0 or 100 %."""
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"wilson needs 0 <= successes <= n and n >= 1, got {successes} of {n}")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Estimate(100.0 * p, 100.0 * max(0.0, centre - half), 100.0 * min(1.0, centre + half), n)

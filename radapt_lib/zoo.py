@@ -31,7 +31,7 @@ RETRAIN = "scripts/train_zoo.sh"
 # mini-clip, its early-stopped prefixes (the trend), the CLIPs fine-tuned from it (retrieval), then the fine-tunes, the
 # clean control, the seed replicas and the trend's and retrieval's fine-tunes: parents before children, so that one
 # command can train them in this order.
-ORDER = ("mini-clip", *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES)
+ORDER = ("mini-clip", *training.OTHER_ARCHITECTURES, *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES)
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance. Float noise between CPUs grows
@@ -61,12 +61,15 @@ def check_name(name: str) -> str:
 
 def is_clip(name: str) -> bool:
     """A whole CLIP (mini-clip, one of its prefixes, or a CLIP fine-tuned from it), not a fine-tuned vision tower."""
-    return check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.CLIP_PARENTS
+    return (check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.CLIP_PARENTS
+            or name in training.OTHER_ARCHITECTURES)
 
 
 def parent(name: str) -> str | None:
     """The released model another was trained from (None: mini-clip and its prefixes, which start from nothing)."""
-    return None if check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES else training.parent_of(name)
+    if check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.OTHER_ARCHITECTURES:
+        return None
+    return training.parent_of(name)
 
 
 def clip_of(name: str) -> str:
@@ -79,6 +82,8 @@ def training_spec(name: str) -> dict[str, Any]:
     clip = {"model": "mini-clip", "config": asdict(training.MiniClipConfig()), "threads": config.CPU_THREADS}
     if check_name(name) == "mini-clip":
         return clip
+    if name in training.OTHER_ARCHITECTURES:
+        return {"model": name, "config": asdict(training.clip_config(name)), "threads": config.CPU_THREADS}
     if name in training.PRETRAIN_PREFIXES:
         return {**clip, "stop_after": training.PRETRAIN_PREFIXES[name]}
     if name in training.CLIP_PARENTS:
@@ -132,6 +137,20 @@ def entry(name: str) -> dict[str, Any]:
     return record
 
 
+def read_checked(file: str, sha256: str, release: str = RETRAIN) -> dict[str, torch.Tensor]:
+    """A released safetensors file of zoo/, read only if its sha256 is the manifest's; else a ZooError naming the fix."""
+    from safetensors.torch import load_file
+
+    path = zoo_dir() / file
+    if not path.exists():
+        raise ZooError(f"{path} is missing: restore it with `git checkout -- zoo/` or re-release with `{release}`")
+    actual = file_sha256(path)
+    if actual != sha256:
+        raise ZooError(f"{path} is corrupt or was edited (sha256 {actual[:12]}... != manifest {sha256[:12]}...): "
+                       f"restore it with `git checkout -- zoo/` or re-release with `{release}`")
+    return load_file(str(path))
+
+
 def load_state(name: str) -> dict[str, torch.Tensor]:
     """A released model's loadable weights (a CLIP: whole; fine-tunes: vision tower), checked."""
     return _read_release(name)[0]
@@ -139,23 +158,14 @@ def load_state(name: str) -> dict[str, torch.Tensor]:
 
 def _read_release(name: str) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """A released model's weights, checked, and the token rows kept when its token embedding was pruned (else None)."""
-    from safetensors.torch import load_file
-
     record = entry(name)
-    path = zoo_dir() / record["file"]
-    if not path.exists():
-        raise ZooError(f"{path} is missing: restore it with `git checkout -- zoo/` or re-release with `{RETRAIN}`")
-    sha = file_sha256(path)
-    if sha != record["sha256"]:
-        raise ZooError(f"{path} is corrupt or was edited (sha256 {sha[:12]}... != manifest {record['sha256'][:12]}...): "
-                       f"restore it with `git checkout -- zoo/` or re-release with `{RETRAIN}`")
-    return unprune_tokens(load_file(str(path)))
+    return unprune_tokens(read_checked(record["file"], record["sha256"]))
 
 
 def build(name: str) -> CLIP:
     """A mini CLIP, or its CLIP with a fine-tune's vision tower, from the released weights (eval mode)."""
-    clip = training.build_mini_clip(training.MiniClipConfig())
     base = clip_of(name)
+    clip = training.build_mini_clip(training.clip_config(base))
     state, rows = _read_release(base)
     clip.load_state_dict(state)
     if rows is not None:
@@ -240,6 +250,8 @@ def train(name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Ten
     clip_cfg = training.MiniClipConfig()
     if check_name(name) == "mini-clip":
         return training.train_mini_clip(clip_cfg, stop_after=stop_after)
+    if name in training.OTHER_ARCHITECTURES:
+        return training.train_mini_clip(training.clip_config(name), stop_after=stop_after)
     if name in training.PRETRAIN_PREFIXES:
         return training.train_mini_clip(clip_cfg, stop_after=stop_after or training.PRETRAIN_PREFIXES[name], final=True)
     start = load_state(training.parent_of(name))

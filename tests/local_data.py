@@ -198,3 +198,38 @@ def flickr30k(root: Path, n_images: int = 4, per_image: int = 5) -> Path:
         lines += [f"{name},A person number {i}, seen from angle {k}, walks a dog ." for k in range(per_image)]
     (root / "flickr30k_test_karpathy.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+def coco(root: Path) -> dict[int, str]:
+    """COCO val2017 as cocodataset.org's zips unpack: annotations/instances_val2017.json and val2017/<id:012d>.jpg.
+
+    Five images of different sizes; image 4 has a crowd annotation larger than its largest non-crowd one, image 5
+    has only a crowd annotation and image 6 none (neither is ever drawn). Returns image id -> expected main object
+    (the category of the largest non-crowd annotation).
+    """
+    rng = np.random.default_rng(12)
+    categories = [{"id": 1, "name": "person", "supercategory": "person"},
+                  {"id": 3, "name": "car", "supercategory": "vehicle"},
+                  {"id": 18, "name": "dog", "supercategory": "animal"},
+                  {"id": 67, "name": "dining table", "supercategory": "furniture"}]
+    sizes = {1: (40, 30), 2: (32, 48), 3: (36, 36), 4: (50, 28), 5: (30, 30), 6: (28, 44)}
+    # (image id, category id, area, iscrowd)
+    boxes = [(1, 18, 300.0, 0), (1, 1, 120.0, 0), (2, 1, 500.0, 0), (2, 3, 80.0, 0), (3, 67, 900.0, 0),
+             (4, 1, 2000.0, 1), (4, 3, 400.0, 0), (4, 18, 10.0, 0), (5, 18, 700.0, 1)]
+    images = []
+    for image_id, (w, h) in sizes.items():
+        name = f"{image_id:012d}.jpg"
+        _jpeg_wh(root / "val2017" / name, rng, w, h)
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+    annotations = [{"id": 100 + k, "image_id": i, "category_id": c, "area": a, "iscrowd": crowd,
+                    "bbox": [0.0, 0.0, 5.0, 5.0], "segmentation": [[0, 0, 5, 0, 5, 5]]}
+                   for k, (i, c, a, crowd) in enumerate(boxes)]
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / "instances_val2017.json").write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return {1: "dog", 2: "person", 3: "dining table", 4: "car"}
+
+
+def _jpeg_wh(path: Path, rng: np.random.Generator, width: int, height: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path, quality=90)

@@ -1,6 +1,7 @@
 """Everything the paper profile reads, on disk and offline: a Hugging Face cache holding random-weight checkpoints
-of every paper model in its real repository format (`local_hub`), the TGA checkpoint file, and the smoke-size
-datasets in torchvision's layouts (`local_data`). `build(root)` writes them once and returns the environment
+of every paper model in its real repository format (`local_hub`: the open_clip models, and LLaVA-1.5, its CLIP and
+Qwen3-VL as transformers writes them, at toy widths), the TGA checkpoint file, and the smoke-size datasets in
+torchvision's layouts plus COCO val2017's (`local_data`). `build(root)` writes them once and returns the environment
 that points the library at them, with RADAPT_PAPER_SMOKE=1 (config.PAPER_SMOKE_DEFAULTS: ViT-B/32 for every model).
 
     python tests/local_paper.py /tmp/paper-smoke     # build, then print the environment to export
@@ -15,8 +16,8 @@ import open_clip
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from local_data import dtd, eurosat, flickr30k  # noqa: E402
-from local_hub import OPENAI_REPOS, write_open_clip_repo  # noqa: E402
+from local_data import coco, dtd, eurosat, flickr30k  # noqa: E402
+from local_hub import OPENAI_REPOS, write_llava_repos, write_open_clip_repo, write_qwen3_vl_repo  # noqa: E402
 
 from radapt_lib import config, models  # noqa: E402
 
@@ -44,6 +45,10 @@ def build(root: Path) -> dict[str, str]:
         eurosat(datasets / "paper" / "EuroSAT", per_class=8)
         dtd(datasets / "paper" / "DTD", per_class=4)
         flickr30k(datasets / "paper" / "Flickr30k")
+        # The LVLM page (Tables 5 / 11); its anchors train on the smoke R-Adapt+ split (EuroSAT): no ImageNet needed
+        write_llava_repos(hub)
+        write_qwen3_vl_repo(hub)
+        coco(datasets / "paper" / "coco")
         done.write_text("ok\n")
     return {"HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1", "RADAPT_DATA": str(datasets),
             models.PAPER_MODELS["tga4-vit-l-14"].checkpoint_env: str(tga), config.PAPER_SMOKE_ENV: "1",

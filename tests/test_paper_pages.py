@@ -45,6 +45,7 @@ PAGES: dict[str, dict] = {
     "27_attack_audit": {"audited": ["R-Adapt+"], "n_samples": 2},  # R-Adapt+ runs every audit path (transfer, filter)
     "28_trend_with_scale": {**SMOKE, "probe_samples": 4},
     "29_retrieval": {"n_samples": 3, "n_iter": 2, "eps_list": [2]},
+    "30_lvlm": {"n_samples": 2, "attack_steps": 1, "settings": [4]},  # both LVLMs, one anchor each
 }
 # Pages run WORKERS at a time, one torch thread each (RADAPT_PAPER_SMOKE_THREADS): most of a smoke page is
 # single-threaded (kernel start, imports, unpickling 600 MB checkpoints, hashing weights), so two pages side by side

@@ -33,13 +33,24 @@ def test_manifest_matches_the_released_files():
         assert cache.key_of(_record(name)["spec"]) == Path(name).name, f"{name} holds another spec"
 
 
+def _lvlm_code() -> str:
+    """The code fingerprint of the LVLM page's records, as `lvlm.protocol.lvlm_spec` computes it."""
+    import torch
+
+    from radapt_lib.lvlm import protocol
+    from radapt_lib.lvlm.vattack import VAttackConfig
+
+    vqa = protocol.VqaSet(torch.zeros(1, 3, 2, 2, dtype=torch.uint8), ("dog",), ("cat",), "p", ("q",), "none", 1)
+    return protocol.lvlm_spec({}, vqa, VAttackConfig())["code"]
+
+
 def test_every_release_was_made_by_the_current_code_and_libraries():
     """A release made before an edit to the evaluation code is unreachable: CI would recompute it all, slowly."""
     current = {cache.code_fingerprint(*evaluation.EVALUATION_CODE),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley"),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE),
                cache.code_fingerprint(*d0rules.CALIBRATION_CODE), cache.code_fingerprint(*cka.CKA_CODE),
-               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "retrieval")}
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "retrieval"), _lvlm_code()}
     specs = {name: _record(name)["spec"] for name in ENTRIES}
     stale = [name for name, spec in specs.items()
              if spec["code"] not in current or spec["versions"] != cache.library_versions()]

@@ -228,3 +228,15 @@ def test_the_trend_models_are_released_pruned_and_chained():
     for name, parent in training.CLIP_PARENTS.items():  # the retrieval page's CLIP: fine-tuned from mini-clip
         assert zoo.training_spec(name)["parent"] == zoo.spec_hash(parent)
         assert manifest[name]["parent_sha256"] == manifest[parent]["sha256"] and "mosaic captions" in manifest[name]["tensors"]
+
+
+def test_the_second_architecture_is_pretrained_like_mini_clip_and_differs_from_it():
+    record = zoo.read_manifest()["models"]["mini-clip-p8"]
+    cfg = training.clip_config("mini-clip-p8")
+    assert dataclasses.replace(cfg, patch_size=4, width=128, layers=8, head_width=32) == training.MiniClipConfig()
+    assert zoo.parent("mini-clip-p8") is None and "token embedding cut" in record["tensors"]
+    clip = zoo.build("mini-clip-p8")
+    assert tuple(clip.visual.grid_size) == (4, 4) and len(clip.visual.transformer.resblocks) == 6
+    assert clip.visual.class_embedding.shape == (192,)
+    assert record["final"]["zero_shot_top1_cifar10_test"] > 40  # far above chance (10 %): not a collapsed model
+    assert models.load_model("mini-clip-p8").clip.visual.grid_size == clip.visual.grid_size
