@@ -128,4 +128,9 @@ def test_claims_on_a_synthetic_study_read_intervals():
         r.label, r.clean[:, :100], r.robust[:, :100], {}) for k, r in results.items()})
     assert table5.claims(few).loc["clean_cap", "verdict"].startswith("cannot decide")
     assert table5.reading(study, claims)["t5_reading"].startswith("R-Adapt+ restores part")
+    one = table5.LvlmStudy("mini-llava", None, vqa, VAttackConfig(), {k: results[k] for k in (None, 4)})
+    verdict = table5.claims(one).loc["rise_vqa", "verdict"]
+    from radapt_lib import claims as ledger
+    assert verdict.startswith("cannot decide") and ledger.category(verdict) == "undecided"
+    assert "not resolved" in table5.reading(one, table5.claims(one))["t5_reading"]
     assert list(table5.table(study).columns[:2]) == ["CAP Clean", "CAP Clean (paper)"]

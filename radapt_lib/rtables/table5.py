@@ -140,10 +140,15 @@ def claims(study: LvlmStudy) -> pd.DataFrame:
         s for s in study.settings() if s is not None)
     rows = []
     for task in TASKS:
-        d = paired_diff(study, top, low, task, "robust")
-        paper = round(_paper(name, top, task, "rob") - _paper(name, low, task, "rob"), 1)
-        rows.append({"key": f"rise_{task.lower()}", "claim": f"robust {task} rises with the anchor's training eps "
-                     f"({top} vs {low}/255; pp)", "ours": d.fmt(1), "paper": f"{paper:+.1f}", "verdict": judge(d, paper)})
+        claim = f"robust {task} rises with the anchor's training eps ({top} vs {low}/255; pp)"
+        if top == low:  # one setting run (e.g. -p settings 4): nothing to compare
+            rows.append({"key": f"rise_{task.lower()}", "claim": claim, "ours": "n/a", "paper": "n/a",
+                         "verdict": "cannot decide: one anchor setting only (e.g. -p settings 4,16)"})
+        else:
+            d = paired_diff(study, top, low, task, "robust")
+            paper = round(_paper(name, top, task, "rob") - _paper(name, low, task, "rob"), 1)
+            rows.append({"key": f"rise_{task.lower()}", "claim": claim, "ours": d.fmt(1), "paper": f"{paper:+.1f}",
+                         "verdict": judge(d, paper)})
         d = paired_diff(study, top, None, task, "robust")
         paper = round(_paper(name, top, task, "rob") - _paper(name, None, task, "rob"), 1)
         rows.append({"key": f"gain_{task.lower()}", "claim": f"R-Adapt+ ({top}/255) raises robust {task} over no defense (pp)",
@@ -319,7 +324,8 @@ def reading(study: LvlmStudy, claim_table: pd.DataFrame) -> dict[str, str]:
     prefix = PAPER[study.model_name][3]
 
     def low(key: str) -> float:
-        return float(claim_table.loc[key, "ours"].split("[")[1].split(",")[0])
+        text = claim_table.loc[key, "ours"]
+        return float(text.split("[")[1].split(",")[0]) if "[" in text else float("nan")
 
     gain = ("restores part of the answers V-Attack takes away" if min(low("gain_cap"), low("gain_vqa")) > 0
             else "does not measurably restore the answers V-Attack takes away on both tasks")
