@@ -87,17 +87,18 @@ def training_spec(name: str) -> dict[str, Any]:
     if name in training.PRETRAIN_PREFIXES:
         return {**clip, "stop_after": training.PRETRAIN_PREFIXES[name]}
     if name in training.CLIP_PARENTS:
-        return {"model": name, "parent": _hash(training_spec(training.parent_of(name))),
+        return {"model": name, "parent": hash_spec(training_spec(training.parent_of(name))),
                 "config": asdict(mosaics.MosaicClipConfig()), "threads": config.CPU_THREADS}
-    return {"model": name, "parent": _hash(training_spec(training.parent_of(name))),
+    return {"model": name, "parent": hash_spec(training_spec(training.parent_of(name))),
             "finetune": asdict(training.MINI_FINETUNES[name]), "threads": config.CPU_THREADS}
 
 
 def spec_hash(name: str) -> str:
-    return _hash(training_spec(name))
+    return hash_spec(training_spec(name))
 
 
-def _hash(spec: dict[str, Any]) -> str:
+def hash_spec(spec: dict[str, Any]) -> str:
+    """The short hash every release records for a training spec (stale-release checks compare it)."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -10,8 +10,7 @@ Loading checks the spec hash against the current code and the file hashes (a `zo
 """
 from __future__ import annotations
 
-import hashlib
-import json
+import functools
 from dataclasses import asdict
 from typing import Any
 
@@ -28,10 +27,6 @@ ANCHOR_FILE = "lvlm-anchors.safetensors"
 SETTINGS = (4, 8, 16)  # Table 5 / 11: the anchor's training eps, in 1/255
 
 
-def _hash(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def training_spec(name: str) -> dict[str, Any]:
     cfg = MINI_VLMS[check_name(name)]
     return {"model": name, "config": asdict(cfg), "tower": zoo.spec_hash(cfg.tower), "threads": config.CPU_THREADS}
@@ -46,7 +41,7 @@ def anchor_config(eps_255: int) -> LvlmAnchorConfig:
 def anchor_spec(name: str, eps_255: int) -> dict[str, Any]:
     from .. import cache
 
-    return {"model": name, "model_spec": _hash(training_spec(name)), "config": asdict(anchor_config(eps_255)),
+    return {"model": name, "model_spec": zoo.hash_spec(training_spec(name)), "config": asdict(anchor_config(eps_255)),
             "images": anchor_images_origin(), "threads": config.CPU_THREADS,
             **cache.code_spec("lvlm.anchor", "lvlm.mini_vlm", "defense", "attacks")}
 
@@ -68,9 +63,9 @@ def entry(name: str) -> dict[str, Any]:
     record = _section("lvlms").get(check_name(name))
     if record is None:
         raise zoo.ZooError(f"{name} is not released in {zoo.manifest_path()}: train and release it with `{RETRAIN}`")
-    if record["spec_hash"] != _hash(training_spec(name)):
+    if record["spec_hash"] != zoo.hash_spec(training_spec(name)):
         raise zoo.ZooError(f"released {name} was trained with spec {record['spec_hash']}, the code's is now "
-                           f"{_hash(training_spec(name))}: retrain and re-release with `{RETRAIN}`")
+                           f"{zoo.hash_spec(training_spec(name))}: retrain and re-release with `{RETRAIN}`")
     return record
 
 
@@ -96,11 +91,16 @@ def load_anchor(name: str, eps_255: int) -> torch.Tensor:
     record = _section("lvlm_anchors").get(key)
     if record is None:
         raise zoo.ZooError(f"the R-Adapt+ anchor {key} is not released: train and release it with `{RETRAIN}`")
-    if record["spec_hash"] != _hash(anchor_spec(name, eps_255)):
+    if record["spec_hash"] != zoo.hash_spec(anchor_spec(name, eps_255)):
         raise zoo.ZooError(f"the released anchor {key} was trained by other code or settings than the current ones: "
                            f"retrain and re-release it with `{RETRAIN}`")
-    tensors = zoo.read_checked(ANCHOR_FILE, _section("lvlm_anchor_file")["sha256"], RETRAIN)
-    return tensors[key]
+    return _anchor_tensors(_section("lvlm_anchor_file")["sha256"])[key]
+
+
+@functools.cache
+def _anchor_tensors(sha256: str) -> dict[str, torch.Tensor]:
+    """The anchor file, read and checked once per release (a page asks for each anchor several times)."""
+    return zoo.read_checked(ANCHOR_FILE, sha256, RETRAIN)
 
 
 def anchor_record(name: str, eps_255: int) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def release_model(name: str) -> dict[str, Any]:
     file = f"{name}.safetensors"
     sha = zoo.save_weights(state, zoo.zoo_dir() / file)
     cfg = MINI_VLMS[name]
-    record = {"file": file, "spec_hash": _hash(training_spec(name)), "spec": training_spec(name), "sha256": sha,
+    record = {"file": file, "spec_hash": zoo.hash_spec(training_spec(name)), "spec": training_spec(name), "sha256": sha,
               "tower": cfg.tower, "tower_sha256": zoo.entry(cfg.tower)["sha256"],
               "parameters": int(sum(t.numel() for t in state.values())), "steps": cfg.steps,
               "seconds": round(log.seconds, 1), "minutes": round(log.seconds / 60, 2), "torch": torch.__version__,
@@ -140,7 +140,7 @@ def release_anchors(names: list[str]) -> list[dict[str, Any]]:
             run: LvlmAnchorRun = train_lvlm_anchor(model, images, anchor_config(eps), progress=True)
             key = anchor_key(name, eps)
             tensors[key] = run.anchor
-            records[key] = {"spec_hash": _hash(anchor_spec(name, eps)), "config": asdict(run.config),
+            records[key] = {"spec_hash": zoo.hash_spec(anchor_spec(name, eps)), "config": asdict(run.config),
                             "images": anchor_images_origin(), "losses": run.losses, "seconds": round(run.seconds, 1),
                             "tensor": fingerprint(run.anchor), "cpu": zoo.cpu_name()}
             rows.append({"anchor": key, "seconds": round(run.seconds, 1), "loss first/last epoch":

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .. import config, data, training, zoo
 from ..zeroshot import text_head
+from .protocol import default_words, names_object
 from .mini_vlm import ANSWER, BOS, CAPTION_TEMPLATES, EOS, MINI_VLMS, PAD, TASKS, MiniVLM, MiniVLMConfig, prompt_text, target_text
 
 
@@ -86,8 +87,8 @@ def caption_accuracy(model: MiniVLM, images: data.ImageSet) -> float:
     """% of test images whose caption names their class (the probe printed while training)."""
     x = images.images.float().div(255)
     captions = model.answer(x, [prompt_text(0)] * len(x))
-    hits = [data.CIFAR10_CLASSES[y] in c.split() or f"{data.CIFAR10_CLASSES[y]}." in c.split()
-            for y, c in zip(images.labels.tolist(), captions)]
+    objects = [data.CIFAR10_CLASSES[y] for y in images.labels.tolist()]
+    hits = [names_object(c, default_words(o)) for o, c in zip(objects, captions)]
     return 100.0 * sum(hits) / len(hits)
 
 
