@@ -16,7 +16,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN as OPENAI_MEAN
 from open_clip.constants import OPENAI_DATASET_STD as OPENAI_STD
 from torch import nn
 
-from . import config, data, training, zoo
+from . import config, data, hpt, training, zoo
 from .zeroshot import ZeroShotClassifier, text_head
 
 
@@ -50,7 +50,7 @@ MINI_MODELS: dict[str, str] = {"mini-clip": "CLIP", "mini-fare": "FARE", "mini-t
                                **{n: "CLIP" for n in training.PRETRAIN_PREFIXES},
                                **{n: "FARE" for n in training.FINETUNE_PARENTS},
                                "mini-tecoa-1000": "TeCoA", "mini-tga-1000": "TGA", "mini-clip-mosaic": "CLIP",
-                               **{n: "CLIP" for n in training.OTHER_ARCHITECTURES}}
+                               **{n: "CLIP" for n in training.OTHER_CLIPS}, "mini-hpt": "HPT", "mini-hpt-gpd": "HPT-GPD"}
 
 # The models each profile compares, by the paper's method names.
 PROFILE_MODELS: dict[str, dict[str, str]] = {
@@ -140,7 +140,8 @@ def _load_mini(name: str) -> LoadedModel:
     cfg = training.clip_config(zoo.clip_of(name))
     return LoadedModel(name, zoo.build(name), None, training.mini_tokenizer(cfg), training.CIFAR_MEAN, training.CIFAR_STD,
                        {"profile": "mini", "config": asdict(cfg), "zoo_sha256": zoo.entry(name)["sha256"],
-                        "finetune": asdict(training.MINI_FINETUNES[name]) if name in training.MINI_FINETUNES else None})
+                        "finetune": asdict(training.MINI_FINETUNES[name]) if name in training.MINI_FINETUNES else
+                        asdict(hpt.HPT_FINETUNES[name]) if name in hpt.HPT_FINETUNES else None})
 
 
 def _missing_weights(name: str, model_name: str, kwargs: dict[str, Any], exc: Exception) -> str:

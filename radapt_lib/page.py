@@ -33,7 +33,9 @@ _UNSET: Any = object()  # a parameter the page does not have (None means "the pr
 
 # Pages by the name they pass to `setup` (the key of their default datasets in config.PROFILE_DEFAULTS).
 PAGES = ("zoo", "main", "cka", "replacement", "spectral", "attention", "insensitivity", "shapley", "radapt", "retrieval",
-         "lvlm")
+         "lvlm", "proxy", "corruptions")
+# The neighbouring works' pages (HPT-GPD, MAA) compare models of the mini zoo only: no paper-scale models of theirs.
+MINI_ONLY = ("proxy", "corruptions")
 
 
 class ParameterError(ValueError):
@@ -291,6 +293,15 @@ def _anchor_settings(name: str, value: Any) -> list[int]:
     return eps
 
 
+def _severity(name: str, value: Any) -> int:
+    from .corruptions import SEVERITIES
+
+    level = check_count(name, value)
+    if level not in SEVERITIES:
+        raise ParameterError(f"{name}={value!r}: corruption severities are {list(SEVERITIES)} (e.g. -p {name} 3)")
+    return level
+
+
 EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "vit_batch": check_count, "repeats": check_count,  # cost page
     "alphas": _numbers, "d0s": _positive_numbers,  # ablations page (anchor weight, GIF cutoff at 224 px)
@@ -301,6 +312,8 @@ EXTRA_PARAMETERS: dict[str, Callable[[str, Any], Any]] = {
     "audited": _audited,  # adaptive-attack audit: the defended models to audit (None: rtables.audit.AUDITED)
     "probe_samples": check_count,  # trend page: images of the input-insensitivity reading
     "lvlms": _lvlms, "settings": _anchor_settings, "attack_steps": check_count,  # LVLM page (Tables 5 / 11)
+    "n_transfer": check_count, "n_clean": check_count,  # HPT-GPD page: transfer-matrix images; clean-accuracy images
+    "severity": _severity, "n_points": check_count,  # MAA page: the tables' corruption severity; mechanism images
 }
 
 
@@ -319,6 +332,9 @@ def setup(name: str, *, profile: str, seed: int, models: Any = _UNSET, model_nam
         profile = config.check_profile(profile)
     except ValueError as err:
         raise ParameterError(str(err)) from None
+    if profile != "mini" and name in MINI_ONLY:
+        raise ParameterError(f"the {name!r} page compares the mini zoo's models only (the neighbouring works' models are "
+                             f"not in the paper profile's registry): run it with -p profile mini")
     defaults = config.PROFILE_DEFAULTS[profile]
     out: dict[str, Any] = {"seed": check_count("seed", seed, minimum=0)}
 

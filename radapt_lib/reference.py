@@ -295,6 +295,24 @@ ROBUST_CLIP_ZERO_SHOT: Dict[str, Dict[Union[str, int], float]] = {
 }
 
 # ---------------------------------------------------------------------------
+# Not this paper's: MAA (Li et al., ICML, "Robust Vision-Language Models via Manifold-Adversarial Adapters", the
+# slides in shared/paper/maa-slides.txt): LLaVA-1.6 scores (higher is better) and the mechanism table.
+# ---------------------------------------------------------------------------
+MAA_CITATION = "Li et al., Robust VLMs via Manifold-Adversarial Adapters, ICML (slides)"
+MAA_ABLATION: Dict[str, Dict[str, float]] = {  # R-Bench Dis (corrupted) / Ref (reference) scores
+    "Base (zero-shot)": {"Dis": 58.79, "Ref": 58.91}, "Naive adaptation (MSE-only)": {"Dis": 57.98, "Ref": 58.30},
+    "MAA (MLP-only)": {"Dis": 59.19, "Ref": 60.12}, "MAA w/o L_adv": {"Dis": 58.70, "Ref": 57.37},
+    "MAA w/o W-Attn": {"Dis": 58.79, "Ref": 60.53}, "MAA w/o Pooling": {"Dis": 59.39, "Ref": 59.11},
+    "MAA (full)": {"Dis": 59.39, "Ref": 59.92},
+}
+MAA_MECHANISM: Dict[str, Dict[str, float]] = {  # corrected vs clean features
+    "Base (corrupted)": {"MMD2": 0.0248, "KID": 0.0062, "Energy": 0.2777, "CKA": 0.8252},
+    "Naive adaptation (MSE-only)": {"MMD2": 0.0506, "KID": 0.0083, "Energy": 0.4823, "CKA": 0.8092},
+    "MAA": {"MMD2": 0.0235, "KID": 0.0059, "Energy": 0.2683, "CKA": 0.8467},
+}
+MAA_LATENCY_MS: Dict[str, float] = {"Base (LLaVA-1.6)": 213, "MAA": 230}
+
+# ---------------------------------------------------------------------------
 # Table 9: FRA scale coefficients (h = alpha * A + beta * h1) and GIF cutoff D0.
 # ---------------------------------------------------------------------------
 TABLE9: Dict[str, Dict[str, float]] = {

@@ -31,7 +31,7 @@ import torch
 from . import config
 from .cache import file_sha256, key_of
 
-RELEASED_KINDS = ("evaluations", "audit", "analyses", "retrieval", "lvlm")
+RELEASED_KINDS = ("evaluations", "audit", "analyses", "retrieval", "lvlm", "transfer")
 RECOMPUTE_ENV = "RADAPT_RECOMPUTE"
 ACCESS_LOG_ENV = "RADAPT_CACHE_LOG"
 RELEASE_COMMAND = "scripts/book.sh --release-results"
@@ -115,6 +115,9 @@ def _summary(kind: str, record: dict[str, Any], path: Path) -> dict[str, Any]:
     if kind == "lvlm":
         return {**out, "label": value.label, "attack": "v-attack", "eps_255": round(spec["attack"]["eps"] * 255, 3),
                 "n": int(value.clean.shape[1]), "seconds": round(value.seconds, 1)}
+    if kind == "transfer":
+        return {**out, "label": f"{value.source} -> {len(value.adv_pred)} targets", "attack": spec["attack"],
+                "eps_255": round(spec["eps"] * 255, 3), "n": int(value.labels.shape[0]), "seconds": round(value.seconds, 1)}
     return {**out, "what": spec["what"]}
 
 

@@ -98,18 +98,22 @@ FINETUNE_METHODS = ("fare", "tecoa", "tga", "clean")
 # A second architecture, pre-trained from scratch exactly as mini-clip (same data, steps, schedule, text tower): patch 8
 # instead of 4 (a 4 x 4 grid, 17 tokens), wider and shallower (192 x 6 instead of 128 x 8). The LVLM page's stand-in
 # for Qwen3-VL's encoder (Table 11: an encoder unlike LLaVA's CLIP), and a heterogeneous proxy for HPT-GPD.
-OTHER_ARCHITECTURES: dict[str, MiniClipConfig] = {
+OTHER_CLIPS: dict[str, MiniClipConfig] = {
     "mini-clip-p8": MiniClipConfig(patch_size=8, width=192, layers=6, head_width=64)}
+# HPT-GPD's transfer matrix separates "another architecture" from "other weights": each architecture again with
+# training seed 1 (initialisation, data order, augmentation), all else equal.
+OTHER_CLIPS.update({"mini-clip-s1": MiniClipConfig(seed=1),
+                    "mini-clip-p8-s1": replace(OTHER_CLIPS["mini-clip-p8"], seed=1)})
 
 
 def clip_config(name: str) -> MiniClipConfig:
     """The architecture (and pre-training recipe) of a released mini CLIP or of the CLIP a fine-tune starts from."""
-    return OTHER_ARCHITECTURES.get(name, MiniClipConfig())
+    return OTHER_CLIPS.get(name, MiniClipConfig())
 
 
 def parent_of(name: str) -> str:
     """The mini CLIP a model starts from (a fine-tune's text tower is that CLIP's)."""
-    if name in OTHER_ARCHITECTURES:
+    if name in OTHER_CLIPS:
         return name
     return FINETUNE_PARENTS.get(name) or CLIP_PARENTS.get(name, "mini-clip")
 
@@ -184,7 +188,8 @@ def train_mini_clip(cfg: MiniClipConfig = MiniClipConfig(), stop_after: int | No
     opt = adamw(list(clip.named_parameters()), cfg.lr, cfg.weight_decay)
     norm = Normalize(CIFAR_MEAN, CIFAR_STD)
     gen = torch.Generator().manual_seed(cfg.seed)
-    log = TrainLog("mini-clip" if cfg == MiniClipConfig() else f"mini-clip (patch {cfg.patch_size}, {cfg.width} x {cfg.layers})")
+    log = TrainLog("mini-clip" if cfg == MiniClipConfig() else
+                   f"mini-clip (patch {cfg.patch_size}, {cfg.width} x {cfg.layers}, seed {cfg.seed})")
     order = torch.randperm(len(train), generator=gen)
     cursor, start = 0, time.perf_counter()
     for step in tqdm(range(n_steps(cfg.steps, stop_after)), desc="mini-clip pre-training", unit="step", mininterval=10):

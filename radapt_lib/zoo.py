@@ -24,14 +24,15 @@ from typing import Any
 import torch
 from open_clip.model import CLIP
 
-from . import config, mosaics, training
+from . import config, hpt, mosaics, training
 from .cache import file_sha256  # noqa: F401  (zoo.file_sha256: anchor_zoo and the tests read it here)
 
 RETRAIN = "scripts/train_zoo.sh"
 # mini-clip, its early-stopped prefixes (the trend), the CLIPs fine-tuned from it (retrieval), then the fine-tunes, the
 # clean control, the seed replicas and the trend's and retrieval's fine-tunes: parents before children, so that one
 # command can train them in this order.
-ORDER = ("mini-clip", *training.OTHER_ARCHITECTURES, *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES)
+ORDER = ("mini-clip", *training.OTHER_CLIPS, *training.PRETRAIN_PREFIXES, *training.CLIP_PARENTS, *training.MINI_FINETUNES,
+         *hpt.HPT_FINETUNES)
 # The reproducibility test retrains these prefixes (steps) and compares them with the manifest.
 PREFIX_STEPS = {"mini-clip": 8, "mini-fare": 6}
 # Losses of a prefix must match the release to this relative tolerance. Float noise between CPUs grows
@@ -62,12 +63,12 @@ def check_name(name: str) -> str:
 def is_clip(name: str) -> bool:
     """A whole CLIP (mini-clip, one of its prefixes, or a CLIP fine-tuned from it), not a fine-tuned vision tower."""
     return (check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.CLIP_PARENTS
-            or name in training.OTHER_ARCHITECTURES)
+            or name in training.OTHER_CLIPS)
 
 
 def parent(name: str) -> str | None:
     """The released model another was trained from (None: mini-clip and its prefixes, which start from nothing)."""
-    if check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.OTHER_ARCHITECTURES:
+    if check_name(name) == "mini-clip" or name in training.PRETRAIN_PREFIXES or name in training.OTHER_CLIPS:
         return None
     return training.parent_of(name)
 
@@ -82,13 +83,17 @@ def training_spec(name: str) -> dict[str, Any]:
     clip = {"model": "mini-clip", "config": asdict(training.MiniClipConfig()), "threads": config.CPU_THREADS}
     if check_name(name) == "mini-clip":
         return clip
-    if name in training.OTHER_ARCHITECTURES:
+    if name in training.OTHER_CLIPS:
         return {"model": name, "config": asdict(training.clip_config(name)), "threads": config.CPU_THREADS}
     if name in training.PRETRAIN_PREFIXES:
         return {**clip, "stop_after": training.PRETRAIN_PREFIXES[name]}
     if name in training.CLIP_PARENTS:
         return {"model": name, "parent": hash_spec(training_spec(training.parent_of(name))),
                 "config": asdict(mosaics.MosaicClipConfig()), "threads": config.CPU_THREADS}
+    if name in hpt.HPT_FINETUNES:
+        cfg = hpt.HPT_FINETUNES[name]
+        return {"model": name, "parent": hash_spec(training_spec(training.parent_of(name))),
+                "proxy": hash_spec(training_spec(cfg.proxy)), "hpt": asdict(cfg), "threads": config.CPU_THREADS}
     return {"model": name, "parent": hash_spec(training_spec(training.parent_of(name))),
             "finetune": asdict(training.MINI_FINETUNES[name]), "threads": config.CPU_THREADS}
 
@@ -251,13 +256,16 @@ def train(name: str, stop_after: int | None = None) -> tuple[dict[str, torch.Ten
     clip_cfg = training.MiniClipConfig()
     if check_name(name) == "mini-clip":
         return training.train_mini_clip(clip_cfg, stop_after=stop_after)
-    if name in training.OTHER_ARCHITECTURES:
+    if name in training.OTHER_CLIPS:
         return training.train_mini_clip(training.clip_config(name), stop_after=stop_after)
     if name in training.PRETRAIN_PREFIXES:
         return training.train_mini_clip(clip_cfg, stop_after=stop_after or training.PRETRAIN_PREFIXES[name], final=True)
     start = load_state(training.parent_of(name))
     if name in training.CLIP_PARENTS:
         return mosaics.train_mosaic_clip(start, stop_after=stop_after)
+    if name in hpt.HPT_FINETUNES:
+        cfg = hpt.HPT_FINETUNES[name]
+        return hpt.train_hpt(start, build(cfg.proxy), training.clip_config(cfg.proxy), cfg, name, stop_after=stop_after)
     return training.finetune(start, clip_cfg, training.MINI_FINETUNES[name], name, stop_after=stop_after)
 
 
@@ -281,7 +289,7 @@ def compare_prefix(recorded: dict[str, Any], new: dict[str, Any]) -> str:
 def record_of(name: str, state: dict[str, torch.Tensor], log: training.TrainLog, file: str) -> dict[str, Any]:
     """The manifest entry of a freshly trained model (everything but the prefix fingerprint)."""
     spec = training_spec(name)
-    cfg = spec["finetune"] if "finetune" in spec else spec["config"]
+    cfg = spec.get("finetune") or spec.get("hpt") or spec["config"]
     steps = spec.get("stop_after", cfg["steps"])
     images = steps * cfg["batch_size"]
     origin = parent(name)

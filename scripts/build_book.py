@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS, BOOK = ROOT / "notebooks", ROOT / "book"
 # Book parts by file-name prefix; a page goes to the first part whose prefix it has.
 PARTS = (("00", "What the replication found"), ("0", "The mini model zoo"), ("1", "Section 3: where robustness lives"),
-         ("2", "R-Adapt: the defense and the paper's tables"), ("3", "Beyond classification: vision-language models"))
+         ("2", "R-Adapt: the defense and the paper's tables"), ("3", "Beyond classification: vision-language models"),
+         ("4", "Neighbouring works on the same zoo: HPT-GPD and MAA"))
 # Pages that read the other pages' executed records (radapt_lib.claims): executed last, and stale when any record changes.
 READS_RECORDS = ("00_claims",)
 

@@ -59,12 +59,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--anchors", action="store_true", help="re-release the R-Adapt+ anchors (not the models)")
     parser.add_argument("--from-cache", action="store_true",
                         help="with --anchors: also release every anchor that the local cache trained (e.g. after a book build)")
+    parser.add_argument("--maa", action="store_true",
+                        help="retrain the MAA adapters (names: the variants, default all) and re-release them")
     parser.add_argument("--keep", action="store_true",
                         help="with --anchors: keep every anchor released under its current key; train only new or stale ones")
     args = parser.parse_args(argv)
     config.setup(0)
     if args.check:
         return check()
+    if args.maa:
+        from radapt_lib import maa_release
+
+        print(pd.DataFrame(maa_release.release(args.names or None)).to_string(index=False))
+        return 0
     if args.anchors:  # names given with --anchors: release the default anchor on each of those CLIPs
         return release_anchors(args.from_cache, args.keep, args.names)
     names = [zoo.check_name(n) for n in args.names] or list(zoo.ORDER)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from radapt_lib import cache, config, evaluation, released
+from radapt_lib import cache, config, evaluation, released, transfer
 from radapt_lib.analysis import cka
 from radapt_lib.rtables import audit, d0rules
 from radapt_lib.rtables.study import Study
@@ -50,7 +50,8 @@ def test_every_release_was_made_by_the_current_code_and_libraries():
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, "analysis.shapley"),
                cache.code_fingerprint(*evaluation.EVALUATION_CODE, *audit.AUDIT_CODE),
                cache.code_fingerprint(*d0rules.CALIBRATION_CODE), cache.code_fingerprint(*cka.CKA_CODE),
-               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "retrieval"), _lvlm_code()}
+               cache.code_fingerprint(*evaluation.EVALUATION_CODE, "retrieval"), _lvlm_code(),
+               cache.code_fingerprint(*transfer.TRANSFER_CODE)}
     specs = {name: _record(name)["spec"] for name in ENTRIES}
     stale = [name for name, spec in specs.items()
              if spec["code"] not in current or spec["versions"] != cache.library_versions()]
