@@ -3,22 +3,21 @@
 Why: MAA is trained on clean / corrupted pairs and evaluated per corruption and severity, so the
 corruptions must be deterministic (a seed, never the global RNG) and graded. The ladders are chosen
 so that the mini profile's existing shifted datasets (`data.MINI_DATASETS["cifar10-<shift>"]`) are one
-rung of them, bit for bit where the helper is shared:
+rung of them, bit for bit:
 
-    noise   severity 2 = cifar10-noise  (std 0.08; with seed=1234, data._noise's own seed)
+    noise   severity 2 = cifar10-noise  (std 0.08; with seed=1234, data._noise's default seed)
     blur    severity 3 = cifar10-blur   (sigma 1.0, data._blur's radius-2 kernel)
+
+Noise, blur, JPEG and low resolution are data.py's own helpers (the shifted datasets'), with the ladder's parameter.
     jpeg    severity 3 = cifar10-jpeg   (quality 15)
     lowres  severity 3 = cifar10-lowres (12 px)
     lowlight: no existing shift.
 """
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 
-from .data import _blur, _jpeg, _lowres
+from .data import _blur, _jpeg, _lowres, _noise
 
 CORRUPTIONS: tuple[str, ...] = ("noise", "blur", "jpeg", "lowres", "lowlight")
 SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -38,26 +37,6 @@ def _check(name: str, severity: int) -> None:
         raise ValueError(f"severity={severity!r}: use one of {SEVERITIES}")
 
 
-def _gaussian_noise(x: torch.Tensor, std: float, seed: int) -> torch.Tensor:
-    """data._noise with the seed as an argument (it pins 1234): with seed=1234 the two agree bit for bit."""
-    gen = torch.Generator().manual_seed(seed)
-    return (x + std * torch.randn(x.shape, generator=gen)).clamp(0, 1)
-
-
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """data._blur up to sigma 1 (its radius 2 is 2 sigma there: cifar10-blur stays a rung); beyond that a
-    radius-2 kernel would truncate the Gaussian to barely more blur than sigma 1, so the radius grows to
-    ceil(3 sigma). data.py itself stays untouched."""
-    if sigma <= 1.0:
-        return _blur(x, sigma)
-    radius = math.ceil(3 * sigma)
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-t**2 / (2 * sigma**2))
-    k = k / k.sum()
-    kernel = (k[:, None] * k[None, :]).expand(3, 1, -1, -1).contiguous()
-    return F.conv2d(F.pad(x, (radius,) * 4, mode="reflect"), kernel, groups=3)
-
-
 def _lowlight(x: torch.Tensor, factor: float, gamma: float) -> torch.Tensor:
     """Pure dimming with a gamma > 1: shadows lose more than highlights, as in under-exposure (no noise)."""
     return (factor * x.clamp(0, 1).pow(gamma)).clamp(0, 1)
@@ -75,9 +54,9 @@ def corrupt(x: torch.Tensor, name: str, severity: int, seed: int = 0) -> torch.T
     x = x.detach().float().cpu()  # PIL (jpeg) and the seeded CPU generator (noise) run on the CPU
     i = severity - 1
     if name == "noise":
-        out = _gaussian_noise(x, NOISE_STD[i], seed)
+        out = _noise(x, NOISE_STD[i], seed)
     elif name == "blur":
-        out = _gaussian_blur(x, BLUR_SIGMA[i])
+        out = _blur(x, BLUR_SIGMA[i])
     elif name == "jpeg":
         out = _jpeg(x.clamp(0, 1), JPEG_QUALITY[i])
     elif name == "lowres":

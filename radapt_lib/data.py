@@ -6,6 +6,7 @@ data_cache/cifar10 (same layout), then torchvision's download into data_cache/to
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -118,7 +119,8 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
 
 
 def _blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
-    radius = 2
+    # Radius 2 up to sigma 1 (cifar10-blur's kernel); beyond, it would truncate the Gaussian: 3 sigma then.
+    radius = 2 if sigma <= 1.0 else math.ceil(3 * sigma)
     t = torch.arange(-radius, radius + 1, dtype=x.dtype)
     k = torch.exp(-t**2 / (2 * sigma**2))
     k = k / k.sum()
@@ -126,8 +128,8 @@ def _blur(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     return F.conv2d(F.pad(x, (radius,) * 4, mode="reflect"), kernel, groups=3)
 
 
-def _noise(x: torch.Tensor, std: float = 0.08) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(1234)
+def _noise(x: torch.Tensor, std: float = 0.08, seed: int = 1234) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
     return (x + std * torch.randn(x.shape, generator=gen)).clamp(0, 1)
 
 

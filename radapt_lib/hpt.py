@@ -23,12 +23,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from open_clip.model import CLIP
-from torch import nn
 from tqdm import tqdm
 
 from . import attacks, config, data, training
 from .training import CIFAR_MEAN, CIFAR_STD, TrainLog
-from .zeroshot import LOGIT_SCALE, Normalize, ZeroShotClassifier, text_head
+from .zeroshot import ZeroShotClassifier, text_head
 
 
 @dataclass(frozen=True)
@@ -54,10 +53,6 @@ class HptConfig:
 
 
 HPT_FINETUNES: dict[str, HptConfig] = {"mini-hpt": HptConfig(), "mini-hpt-gpd": HptConfig(gpd=True)}
-
-
-def logits(visual: nn.Module, head: torch.Tensor, x_normalised: torch.Tensor) -> torch.Tensor:
-    return LOGIT_SCALE * F.normalize(visual(x_normalised), dim=-1) @ head
 
 
 def distill(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -97,7 +92,6 @@ def train_hpt(base_state: dict[str, torch.Tensor], proxy: CLIP, proxy_cfg: train
     probe = data.mini_dataset(data.FINETUNE_SOURCE, "test", n=cfg.eval_n, seed=cfg.seed + 1)
     head = text_head(clip, training.mini_tokenizer(clip_cfg), classes, data.CIFAR_TEMPLATES)
     proxy_head = text_head(proxy, training.mini_tokenizer(proxy_cfg), classes, data.CIFAR_TEMPLATES)
-    norm = Normalize(CIFAR_MEAN, CIFAR_STD)
     original = clip.visual
     for module in (original, proxy):
         for p in module.parameters():
@@ -105,6 +99,10 @@ def train_hpt(base_state: dict[str, torch.Tensor], proxy: CLIP, proxy_cfg: train
     tuned = copy.deepcopy(original)
     for p in tuned.parameters():
         p.requires_grad_(True)
+    # Zero-shot classifiers of [0, 1] images: the target being tuned, the original (GPD's anchor) and the proxy.
+    target = ZeroShotClassifier(tuned, head, CIFAR_MEAN, CIFAR_STD, classes)
+    anchor = ZeroShotClassifier(original, head, CIFAR_MEAN, CIFAR_STD, classes)
+    teacher = ZeroShotClassifier(proxy.visual, proxy_head, CIFAR_MEAN, CIFAR_STD, classes)
     opt = training.adamw(list(tuned.named_parameters()), cfg.lr, cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     order = torch.randperm(len(train), generator=gen)
@@ -118,25 +116,24 @@ def train_hpt(base_state: dict[str, torch.Tensor], proxy: CLIP, proxy_cfg: train
         for group in opt.param_groups:
             group["lr"] = lr
         if cfg.gpd and phase == 2 and pivot is None:
-            pivot = copy.deepcopy(tuned).requires_grad_(False)  # the generalization pivot: the warm-up's end
-        inner = lambda z: F.cross_entropy(logits(tuned, head, norm(z)), y, reduction="sum")  # noqa: E731
+            pivot = copy.deepcopy(target).requires_grad_(False)  # the generalization pivot: the warm-up's end
+        inner = lambda z: F.cross_entropy(target(z), y, reduction="sum")  # noqa: E731
         x_adv = attacks.pgd_maximize(inner, x, cfg.eps, cfg.pgd_steps, generator=gen)
         with torch.no_grad():
-            teacher = logits(proxy.visual, proxy_head, norm(x_adv))
-        loss = distill(logits(tuned, head, norm(x_adv)), teacher, cfg.temperature)
+            soft = teacher(x_adv)
+        loss = distill(target(x_adv), soft, cfg.temperature)
         if cfg.gpd:
-            weight, reference = (cfg.gpd_anchor, original) if phase == 1 else (cfg.gpd_pull, pivot)
+            weight, reference = (cfg.gpd_anchor, anchor) if phase == 1 else (cfg.gpd_pull, pivot)
             with torch.no_grad():
-                ref = logits(reference, head, norm(x))
-            loss = loss + weight * distill(logits(tuned, head, norm(x)), ref, cfg.temperature)
+                ref = reference(x)
+            loss = loss + weight * distill(target(x), ref, cfg.temperature)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         log.losses.append(float(loss.detach()))
         if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
-            clf = ZeroShotClassifier(tuned, head, CIFAR_MEAN, CIFAR_STD, classes)
             log.checkpoints.append({"step": step + 1, "images": (step + 1) * cfg.batch_size, "loss": float(loss.detach()),
-                                    "probe_acc": training.zero_shot_accuracy(clf, probe),
+                                    "probe_acc": training.zero_shot_accuracy(target, probe),
                                     "seconds": time.perf_counter() - start})
     log.seconds = time.perf_counter() - start
     return tuned.state_dict(), log

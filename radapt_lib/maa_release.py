@@ -1,4 +1,5 @@
-"""The released MAA adapters: the slides' six variants on mini-clip's frozen tower, in the zoo like every trained tensor.
+"""The released MAA adapters: the slides' six variants and our lambda_adv check on mini-clip's frozen tower, in the
+zoo like every trained tensor.
 
 `zoo/maa-adapters.safetensors` holds every variant's adapter weights (keys `<variant>/<name>`); the manifest's `maa`
 section records each variant's training spec (hash), tensor sha256, parameters, wall-clock and log, and the file's
@@ -15,6 +16,7 @@ import torch
 from torch import nn
 
 from . import config, data, maa, zoo
+from .training import CIFAR_MEAN, CIFAR_STD
 
 RETRAIN = "scripts/train_zoo.sh --maa"
 FILE = "maa-adapters.safetensors"
@@ -62,8 +64,6 @@ def load_adapted(variant: str, visual: nn.Module) -> maa.AdaptedTower:
 def train(variant: str) -> tuple[dict[str, torch.Tensor], Any]:
     clip = zoo.build(TOWER)
     images = data.load_cifar10(TRAIN_SET["split"]).images
-    from .training import CIFAR_MEAN, CIFAR_STD
-
     return maa.train_maa(clip.visual, maa.variant(variant), images, CIFAR_MEAN, CIFAR_STD, f"MAA {variant}")
 
 
@@ -79,9 +79,10 @@ def release(variants: list[str] | None = None) -> list[dict]:
     for name in names:
         state, log = train(name)
         tensors.update({f"{name}/{k}": t for k, t in state.items()})
-        records[name] = {"spec_hash": zoo.hash_spec(training_spec(name)), "spec": training_spec(name),
+        spec, cfg = training_spec(name), maa.variant(name)
+        records[name] = {"spec_hash": zoo.hash_spec(spec), "spec": spec,
                          "state_sha256": zoo.state_sha256(state), "parameters": maa.adapter_parameters(state),
-                         "steps": maa.variant(name).steps, "images_seen": maa.variant(name).steps * maa.variant(name).batch_size,
+                         "steps": cfg.steps, "images_seen": cfg.steps * cfg.batch_size,
                          "seconds": round(log.seconds, 1), "minutes": round(log.seconds / 60, 2),
                          "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": zoo.cpu_name(),
                          "checkpoints": log.checkpoints}

@@ -10,6 +10,7 @@ One cached record per (source, attack) holds every target's predictions, keyed b
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -85,8 +86,6 @@ def transfer(targets: dict[str, nn.Module], source: str, images: ImageSet, attac
 
 
 def _run(targets, source, images, attack, eps, settings, batch_size, seed) -> TransferRecord:
-    import time
-
     start = time.perf_counter()
     model = targets[source].eval()
     clean = {t: [] for t in targets}
@@ -143,11 +142,12 @@ def paired_gain(records, attack: str, target: str, better: str, worse: str) -> E
     return stats.bootstrap_diff(100 * a.astype(float), 100 * b.astype(float))
 
 
-def sign_verdict(est: Estimate) -> str:
-    """The summary reports no numbers, so a verdict answers the sign only."""
-    if est.low > 0:
-        return "supports (same sign)"
-    return "contradicts (opposite sign)" if est.high < 0 else "cannot decide (sign undecided)"
+def sign_verdict(est: Estimate, expected: int = 1) -> str:
+    """A neighbour's claim that an effect has the sign `expected` (+1 / -1), read from the CI: the neighbours report
+    no numbers to compare with (HPT-GPD) or none on our scale (MAA), so their verdicts answer the sign only."""
+    if est.low > 0 or est.high < 0:
+        return "supports (same sign)" if (est.low > 0) == (expected > 0) else "contradicts (opposite sign)"
+    return "cannot decide (sign undecided)"
 
 
 def claims(records, attack: str) -> pd.DataFrame:
@@ -202,7 +202,7 @@ def glue_values(records, table: pd.DataFrame, attack: str) -> dict[str, str]:
     frame = matrix_frame(records)
     part = frame[frame["attack"] == attack]
     means = part.groupby("relation")["accuracy"].mean()
-    keys = {"white-box": "tr_whitebox", "same architecture, other seed": "tr_sameseed", "other architecture": "tr_otherarch"}
+    keys = dict(zip(RELATIONS, ("tr_whitebox", "tr_sameseed", "tr_otherarch")))
     return {"tr_proxy_verdict": summarise(table, "proxy robustness"),
             "tr_hetero_verdict": summarise(table, "heterogeneity"),
             **{keys[r]: f"{means[r]:.1f}" for r in RELATIONS if r in means}}

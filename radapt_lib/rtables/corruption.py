@@ -14,6 +14,7 @@ from torch import nn
 
 from .. import anchor_zoo, corruptions, data, defense, featstats, maa, maa_release, models, reference, stats
 from ..stats import Estimate
+from ..transfer import sign_verdict
 from ..zeroshot import ZeroShotClassifier
 from .study import PLUS_DEFAULT
 
@@ -249,14 +250,6 @@ def filter_effect(correct: dict) -> pd.DataFrame:
 
 # --- the slides' claims, judged ------------------------------------------------------------------
 
-def _sign(est: Estimate, expected: int) -> str:
-    if (est.low > 0 and expected > 0) or (est.high < 0 and expected < 0):
-        return "supports (same sign)"
-    if (est.low > 0 and expected < 0) or (est.high < 0 and expected > 0):
-        return "contradicts (opposite sign)"
-    return "cannot decide (sign undecided)"
-
-
 def _clearly(a: Estimate, b: Estimate, lower: bool) -> bool:
     """a clearly below (lower=True) or above b: their intervals do not overlap."""
     return a.high < b.low if lower else a.low > b.high
@@ -299,8 +292,8 @@ def claims(drift_r: Estimate, correct: dict, est: dict) -> tuple[pd.DataFrame, d
     slides, base = reference.MAA_ABLATION, reference.MAA_ABLATION["Base (zero-shot)"]
     rows = [
         ("drift", "stronger corruptions: larger feature drift, lower accuracy (Spearman, MSE vs accuracy)",
-         drift_r.fmt(2), "negative", _sign(drift_r, -1)),
-        ("mse", "MSE-only lowers feature MSE (Base -> MSE-only) ...", d_mse.fmt(3), "lower", _sign(d_mse, -1)),
+         drift_r.fmt(2), "negative", sign_verdict(drift_r, -1)),
+        ("mse", "MSE-only lowers feature MSE (Base -> MSE-only) ...", d_mse.fmt(3), "lower", sign_verdict(d_mse, -1)),
         ("mse_acc", "... but hurts accuracy on corrupted images (MSE-only - Base, pp)", d_acc.fmt(1),
          f"{slides['Naive adaptation (MSE-only)']['Dis'] - base['Dis']:+.2f}", mse_acc_verdict),
         ("gap", "MSE-only worsens distribution-level alignment (vs Base; MMD2, KID, energy, CKA)",
@@ -308,16 +301,16 @@ def claims(drift_r: Estimate, correct: dict, est: dict) -> tuple[pd.DataFrame, d
         ("adv", "the adversarial loss restores it (MAA vs MSE-only)", f"{adv_better} of 4 closer, {adv_worse} farther",
          "4 of 4 closer", adv_verdict),
         ("gain", "MAA improves corrupted-image accuracy (MAA - Base, pp)", gain.fmt(1),
-         f"{slides['MAA (full)']['Dis'] - base['Dis']:+.2f}", _sign(gain, 1)),
+         f"{slides['MAA (full)']['Dis'] - base['Dis']:+.2f}", sign_verdict(gain, 1)),
         ("clean", "... and keeps clean accuracy (MAA - Base, pp)", clean.fmt(1),
          f"{slides['MAA (full)']['Ref'] - base['Ref']:+.2f}", "supports (not clearly lower)" if clean.high >= 0 else
          "contradicts (lower)"),
         ("noadv", "removing L_adv costs corrupted accuracy (MAA - MAA w/o L_adv, pp)", no_adv.fmt(1),
-         f"{slides['MAA (full)']['Dis'] - slides['MAA w/o L_adv']['Dis']:+.2f}", _sign(no_adv, 1)),
+         f"{slides['MAA (full)']['Dis'] - slides['MAA w/o L_adv']['Dis']:+.2f}", sign_verdict(no_adv, 1)),
         ("adv10", "scaling check, lambda_adv 10: the adversarial loss restores alignment (vs MSE-only)",
          f"{adv10_better} of 4 closer, {adv10_worse} farther", "4 of 4 closer", adv10_verdict),
         ("noadv10", "scaling check, lambda_adv 10: L_adv gains corrupted accuracy (vs MAA w/o L_adv, pp)",
-         no_adv10.fmt(1), f"{slides['MAA (full)']['Dis'] - slides['MAA w/o L_adv']['Dis']:+.2f}", _sign(no_adv10, 1)),
+         no_adv10.fmt(1), f"{slides['MAA (full)']['Dis'] - slides['MAA w/o L_adv']['Dis']:+.2f}", sign_verdict(no_adv10, 1)),
     ]
     table = pd.DataFrame(rows, columns=["key", "claim", "ours", "slides", "verdict"]).set_index("key")
     glue = {f"maa_{k}": r["ours"] for k, r in table.iterrows()}

@@ -112,7 +112,7 @@ def glue_values(study: Study, claims: pd.DataFrame, attack: str, eps_255: float)
     for key, row in claims.iterrows():
         out[key], out[f"{key}_verdict"] = row["difference (pp)"], row["verdict"]
     for method, key in (("HPT", "hpt_robust"), ("FARE", "fare_robust"), ("TeCoA", "tecoa_robust"),
-                        ("R-Adapt+", "plus_robust"), ("HPT-GPD", "gpd_robust_abs")):
+                        ("R-Adapt+", "plus_robust")):
         out[key] = f"{study.results[(method, 'animals', attack, float(eps_255))].robust().mean:.1f}"
     return out
 
