@@ -253,8 +253,8 @@ def protocol_notes(folder: Path | None = None):
          f"per-image worst case) finds the table number standing for {audit['au_stand']} of {audit['au_n']} audited "
          f"models; masking signs: {audit['au_flagged']}."),
         ("Is a disagreement a property of the small scale?", "the trend page (28) measures the quantities behind the "
-         "verdicts on mini-clip at a quarter, half and all of its pre-training (each with its FARE) and on TeCoA and TGA "
-         f"fine-tuned 200 and 1000 steps; per claim and axis: {trend['tr_summary']}."),
+         "verdicts on mini-clip at a quarter, half and all of its pre-training and trained three times longer (each with "
+         f"its FARE) and on TeCoA and TGA fine-tuned 200 and 1000 steps; per claim and axis: {trend['tr_summary']}."),
         ("What the mini scale can show", "the sign of each effect and the mechanisms (where robustness lives, what the "
          "filter and anchor do) on an 8-block, 32-px CLIP trained here; not the paper's magnitudes (ViT-L/14, 16 "
          f"datasets). Training seed: {seeds['sd_seed_same']} seed-dependent Table 1 verdicts are the same on "

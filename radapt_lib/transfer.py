@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -109,100 +108,3 @@ def matrix(targets: dict[str, nn.Module], images: ImageSet, attack_iters: dict[s
     """Every source under every attack ({attack: iterations}): records by (attack, source)."""
     return {(attack, source): transfer(targets, source, images, attack, eps, n_iter=it, seed=seed)
             for attack, it in attack_iters.items() for source in targets}
-
-
-def matrix_frame(records: dict[tuple[str, str], TransferRecord]) -> pd.DataFrame:
-    """Tidy cells: attack, source, target, relation, the target's accuracy with its CI."""
-    rows = []
-    for (attack, source), rec in records.items():
-        for target in rec.clean_pred:
-            acc = rec.accuracy(target)
-            rows.append({"attack": attack, "source": source, "target": target, "relation": relation(source, target),
-                         "accuracy": round(acc.mean, 1), "95% CI": f"[{acc.low:.1f}, {acc.high:.1f}]",
-                         "target clean": round(rec.clean(target).mean, 1)})
-    return pd.DataFrame(rows)
-
-
-def matrix_table(frame: pd.DataFrame, attack: str) -> pd.DataFrame:
-    """Sources x targets for one attack, each cell "accuracy [CI]"; the last row: each target's clean accuracy."""
-    part = frame[frame["attack"] == attack]
-    cells = part.assign(cell=part["accuracy"].map("{:.1f}".format) + " " + part["95% CI"])
-    wide = cells.pivot(index="source", columns="target", values="cell")
-    order = list(dict.fromkeys(part["source"]))
-    wide = wide.reindex(index=order, columns=order)
-    clean = part.drop_duplicates("target").set_index("target")["target clean"].reindex(order)
-    wide.loc["(clean)"] = clean.map("{:.1f}".format)
-    wide.index.name, wide.columns.name = f"source ({attack})", "target"
-    return wide
-
-
-def paired_gain(records, attack: str, target: str, better: str, worse: str) -> Estimate:
-    """Target's accuracy on `better`'s adversarial images minus on `worse`'s, pp, paired over the same images."""
-    a, b = records[(attack, better)].correct(target), records[(attack, worse)].correct(target)
-    return stats.bootstrap_diff(100 * a.astype(float), 100 * b.astype(float))
-
-
-def sign_verdict(est: Estimate, expected: int = 1) -> str:
-    """A neighbour's claim that an effect has the sign `expected` (+1 / -1), read from the CI: the neighbours report
-    no numbers to compare with (HPT-GPD) or none on our scale (MAA), so their verdicts answer the sign only."""
-    if est.low > 0 or est.high < 0:
-        return "supports (same sign)" if (est.low > 0) == (expected > 0) else "contradicts (opposite sign)"
-    return "cannot decide (sign undecided)"
-
-
-def claims(records, attack: str) -> pd.DataFrame:
-    """Per target: (1) proxy robustness: accuracy on another architecture's images minus on its own (white-box);
-    (2) heterogeneity: on another architecture's images minus on its own architecture's other seed's."""
-    targets = list(dict.fromkeys(t for (_, s), r in records.items() for t in r.clean_pred))
-    rows = []
-    for target in targets:
-        same = [s for s in targets if relation(s, target) == RELATIONS[1]]
-        for other in (s for s in targets if relation(s, target) == RELATIONS[2]):
-            for claim, worse in (("proxy robustness", target), *(("heterogeneity", s) for s in same)):
-                est = paired_gain(records, attack, target, other, worse)
-                rows.append({"claim": claim, "attack": attack, "target": target, "images from": other,
-                             "minus images from": worse, "difference (pp)": est.fmt(1), "low": est.low,
-                             "verdict": sign_verdict(est)})
-    return pd.DataFrame(rows)
-
-
-def summarise(table: pd.DataFrame, claim: str) -> str:
-    """One word for a claim over all its pairs: every pair supports, some do, or none."""
-    part = table[table["claim"] == claim]
-    hits = part["verdict"].str.startswith("supports").sum()
-    against = part["verdict"].str.startswith("contradicts").sum()
-    if hits == len(part):
-        return f"supports (same sign in all {len(part)} pairs)"
-    if against == len(part):
-        return f"contradicts (opposite sign in all {len(part)} pairs)"
-    return f"partly supports ({hits} of {len(part)} pairs of the same sign, {against} opposite)"
-
-
-def plot_matrix(frame: pd.DataFrame):
-    """One heatmap per attack: the target's accuracy (%) on the source's adversarial images; the diagonal is white-box."""
-    import seaborn as sns
-
-    from . import plots
-
-    attacks_ = list(dict.fromkeys(frame["attack"]))
-    fig, axes = plots.figure(ncols=len(attacks_), width=4.4, height=3.8)
-    for ax, attack in zip(axes[0], attacks_):
-        part = frame[frame["attack"] == attack]
-        order = list(dict.fromkeys(part["source"]))
-        wide = part.pivot(index="source", columns="target", values="accuracy").reindex(index=order, columns=order)
-        sns.heatmap(wide, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=ax is axes[0][-1], ax=ax,
-                    cbar_kws={"label": "target accuracy (%)"})
-        ax.set(title=f"{attack}: source -> target", xlabel="target (shown the images)", ylabel="source (attacked)")
-    fig.tight_layout()
-    return fig
-
-
-def glue_values(records, table: pd.DataFrame, attack: str) -> dict[str, str]:
-    """The page's computed words: the two claims' summaries and the mean cell of each relation (pp)."""
-    frame = matrix_frame(records)
-    part = frame[frame["attack"] == attack]
-    means = part.groupby("relation")["accuracy"].mean()
-    keys = dict(zip(RELATIONS, ("tr_whitebox", "tr_sameseed", "tr_otherarch")))
-    return {"tr_proxy_verdict": summarise(table, "proxy robustness"),
-            "tr_hetero_verdict": summarise(table, "heterogeneity"),
-            **{keys[r]: f"{means[r]:.1f}" for r in RELATIONS if r in means}}

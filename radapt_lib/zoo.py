@@ -6,9 +6,9 @@ means the file is stale), and the file's sha256 must equal the manifest's (a cor
 Either failure is a `ZooError` naming `scripts/train_zoo.sh`, which retrains from scratch and re-releases.
 
 mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is its parent
-CLIP's), so towers are shared, not copied. The other CLIPs (the trend's mini-clip stopped early, the retrieval page's
-mini-clip-mosaic) are released whole but for their token embedding, of which only the rows that the pages' prompts and
-captions use are kept (`prune_tokens`, `kept_token_ids`): ~49,380 of its 49,408 rows are 25 MB that no page reads, and
+CLIP's), so towers are shared, not copied. The other CLIPs (the trend's mini-clip stopped early or trained longer,
+the retrieval page's mini-clip-mosaic, ...) are released whole but for their token embedding, of which only the rows
+that the pages' prompts and captions use are kept (`prune_tokens`, `kept_token_ids`): ~49,380 of its 49,408 rows are 25 MB that no page reads, and
 a prompt that needs a dropped row is refused.
 """
 from __future__ import annotations
@@ -371,4 +371,18 @@ def manifest_frame():
                      "spec hash": record["spec_hash"], "steps": record["steps"], "images seen": record["images_seen"],
                      "minutes": record["minutes"], "images/s": record["images_per_s"], "torch": record["torch"],
                      "threads": record["threads"]})
+    return pd.DataFrame(rows).set_index("model")
+
+
+def clip_comparison(fare_of: dict[str, str]):
+    """Released CLIPs side by side (keys of `fare_of`, in order): their training, zero-shot accuracy and their FARE's."""
+    import pandas as pd
+
+    rows = []
+    for clip, fare in fare_of.items():
+        record, tuned = entry(clip), entry(fare)
+        rows.append({"model": clip, "steps": record["steps"], "images seen": record["images_seen"],
+                     "training minutes": record["minutes"],
+                     "zero-shot top-1, CIFAR-10 test (%)": round(record["final"]["zero_shot_top1_cifar10_test"], 1),
+                     "its FARE": fare, "its FARE: clean probe (%)": round(tuned["checkpoints"][-1]["probe_acc"], 1)})
     return pd.DataFrame(rows).set_index("model")

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from radapt_lib import data, hpt, training, transfer, zoo
+from radapt_lib.rtables import proxy
 from radapt_lib.data import ImageSet
 from radapt_lib.zeroshot import ZeroShotClassifier
 
@@ -47,7 +48,7 @@ def test_transfer_attacks_every_image_and_reads_every_target(tiny_clip, tmp_cach
     again = transfer.transfer(models, "m0", images, "pgd", 32 / 255, n_iter=5, batch_size=5)
     assert all(np.array_equal(again.adv_pred[t], rec.adv_pred[t]) for t in rec.adv_pred)
     with pytest.raises(ValueError, match="not a pre-trained mini CLIP"):  # m0/m1 have no architecture to compare
-        transfer.matrix_frame({("pgd", "m0"): rec})
+        proxy.matrix_frame({("pgd", "m0"): rec})
 
 
 def _record(source: str, labels, preds: dict) -> transfer.TransferRecord:
@@ -63,13 +64,13 @@ def test_claims_read_the_paired_differences():
     # every target fooled by its own and its architecture's other seed's images, never by the other architecture's
     preds = {s: {t: (right if transfer.relation(s, t) == "other architecture" else wrong) for t in names} for s in names}
     records = {("pgd", s): _record(s, y, preds[s]) for s in names}
-    table = transfer.claims(records, "pgd")
+    table = proxy.proxy_claims(records, "pgd")
     assert set(table["verdict"]) == {"supports (same sign)"}
-    assert transfer.summarise(table, "heterogeneity").startswith("supports")
+    assert proxy.proxy_summary(table, "heterogeneity").startswith("supports")
     # the opposite world: other architectures' images fool it, its own seed's do not
     preds = {s: {t: (wrong if transfer.relation(s, t) == "other architecture" else right) for t in names} for s in names}
     records = {("pgd", s): _record(s, y, preds[s]) for s in names}
-    assert transfer.summarise(transfer.claims(records, "pgd"), "heterogeneity").startswith("contradicts")
+    assert proxy.proxy_summary(proxy.proxy_claims(records, "pgd"), "heterogeneity").startswith("contradicts")
 
 
 def test_distillation_is_zero_only_when_the_outputs_agree():

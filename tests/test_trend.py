@@ -47,12 +47,12 @@ def test_a_change_is_paired_over_the_same_units():
 
 
 def test_claim_trends_agree_or_say_mixed():
-    pre, tec, tga = (f"{a} trend" for a in trend.AXES)
+    pre, full, tec, tga = (f"{a} trend" for a in trend.AXES)
     table = pd.DataFrame([
-        {"claim": "C1", pre: "flat", tec: "toward the paper", tga: "toward the paper"},
-        {"claim": "C5", pre: "flat", tec: "away from the paper", tga: "flat"},
-        {"claim": "C5", pre: "flat", tec: "toward the paper", tga: "flat"},
-        {"claim": "C5", pre: "toward the paper", tec: "n/a (reads CLIP only)", tga: "n/a (reads CLIP only)"},
+        {"claim": "C1", pre: "flat", full: "away from the paper", tec: "toward the paper", tga: "toward the paper"},
+        {"claim": "C5", pre: "flat", full: "away from the paper", tec: "away from the paper", tga: "flat"},
+        {"claim": "C5", pre: "flat", full: "away from the paper", tec: "toward the paper", tga: "flat"},
+        {"claim": "C5", pre: "toward the paper", full: "flat", tec: "n/a (reads CLIP only)", tga: "n/a (reads CLIP only)"},
     ])
     by = trend.claim_trends(table)
     tecoa = "fine-tuning (TeCoA)"
@@ -62,6 +62,8 @@ def test_claim_trends_agree_or_say_mixed():
     values = trend.glue_values(table, by)
     assert values["tr_C5_tecoa"].startswith("mixed") and values["tr_pre_counts"] == "1 toward the paper, 3 flat"
     assert values["tr_tga_counts"] == "1 toward the paper, 2 flat"
+    assert by.loc["C5", "pre-training, finished runs (FARE)"] == "mixed (2 away from the paper, 1 flat)"
+    assert values["tr_prefull_counts"] == "3 away from the paper, 1 flat"
 
 
 def test_the_paper_values_come_from_reference():

@@ -98,6 +98,20 @@ def test_judge(diff, paper, verdict):
     assert rtables.judge(diff, paper) == verdict
 
 
+@pytest.mark.parametrize("diff, expected, verdict", [
+    (Estimate(2.0, 0.5, 3.5, N), 1, "supports (same sign)"),
+    (Estimate(-2.0, -3.5, -0.5, N), -1, "supports (same sign)"),
+    (Estimate(-2.0, -3.5, -0.5, N), 1, "contradicts (opposite sign)"),
+    (Estimate(2.0, 0.5, 3.5, N), -1, "contradicts (opposite sign)"),
+    (Estimate(0.5, -1.0, 2.0, N), 1, "cannot decide (sign undecided)"),
+    (Estimate(0.5, 0.0, 2.0, N), 1, "cannot decide (sign undecided)"),  # a bound at 0 holds 0
+])
+def test_sign_verdict_answers_the_sign_question_only(diff, expected, verdict):
+    from radapt_lib.rtables.verdicts import sign_verdict
+
+    assert sign_verdict(diff, expected) == verdict
+
+
 # --- Study.correct and Study.diff -------------------------------------------------------------------
 
 def test_correct_is_per_image_and_robust_needs_clean(study, frame):

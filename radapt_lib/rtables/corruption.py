@@ -14,9 +14,9 @@ from torch import nn
 
 from .. import anchor_zoo, corruptions, data, defense, featstats, maa, maa_release, models, reference, stats
 from ..stats import Estimate
-from ..transfer import sign_verdict
 from ..zeroshot import ZeroShotClassifier
 from .study import PLUS_DEFAULT
+from .verdicts import sign_verdict
 
 LAMBDA10 = "MAA (full), lambda_adv 10"  # our scaling check: the adversarial term weighted to matter (maa.MAA_VARIANTS)
 # Our rows -> the released variant (None: mini-clip's tower as it is) and the slides' row they stand for.

@@ -125,8 +125,8 @@ def plot_trend(frame: pd.DataFrame):
                 ax.axhline(q.paper[method], color="gray", ls="--", lw=1, label=f"paper {q.paper[method]:g}")
                 ax.legend(fontsize=7, loc="best")
             ax.set_xticks(list(part["steps"]))
-            ax.set(xlabel=f"{axis}: steps", ylabel=f"{q.key} ({q.unit})")
-            ax.set_title(f"{q.claim}: {q.key}", fontsize=9)
+            ax.set(xlabel="training steps", ylabel=f"{q.key} ({q.unit})")
+            ax.set_title(f"{axis}\n{q.claim}: {q.key}", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -1,5 +1,7 @@
-"""The HPT-GPD page (40): HPT and HPT-GPD beside FARE, TeCoA and R-Adapt+ on the same images and attack, their
-training cost, and the summary's claims judged by sign (the summary reports no numbers to compare with).
+"""The HPT-GPD page (40): the transfer matrix as tables, a figure and the proxy claims; HPT and HPT-GPD beside FARE,
+TeCoA and R-Adapt+ on the same images and attack, their training cost, and the summary's claims judged by sign (the
+summary reports no numbers to compare with). The matrix itself is `transfer`'s (cached and released; its key holds
+that module's code, so what reads the records lives here).
 """
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from .. import data, hpt, models, results, stats, transfer, zoo
 from ..zeroshot import predict
 from ..stats import Estimate
 from .study import Study, Variant
+from .verdicts import sign_verdict
 
 NEIGHBOURS = {"HPT": "mini-hpt", "HPT-GPD": "mini-hpt-gpd"}
 METHODS = ("CLIP", "TeCoA", "FARE", "R-Adapt+", "HPT", "HPT-GPD")
@@ -104,7 +107,7 @@ def hpt_claims(study: Study, attack: str, eps_255: float, clean: dict) -> pd.Dat
 def _verdict(key: str, est: Estimate) -> str:
     if key == "gpd_robust":  # the claim is "not lower": an interval holding 0 is consistent with it
         return "contradicts (lower)" if est.high < 0 else "supports (not clearly lower)"
-    return transfer.sign_verdict(est)
+    return sign_verdict(est)
 
 
 def glue_values(study: Study, claims: pd.DataFrame, attack: str, eps_255: float) -> dict[str, str]:
@@ -133,3 +136,94 @@ def protocol(study: Study, attack: str, eps_255: float, n_iter: int, attack_iter
         f"(lr rising, KL to the original x {cfg.gpd_anchor}), then a cosine phase (KL to the pivot x {cfg.gpd_pull}).",
         "Models: the released zoo (zoo/manifest.json); one training seed per fine-tune.",
     ])
+
+
+# --- the transfer matrix ---------------------------------------------------------------------------
+
+def matrix_frame(records: dict[tuple[str, str], transfer.TransferRecord]) -> pd.DataFrame:
+    """Tidy cells: attack, source, target, relation, the target's accuracy with its CI."""
+    rows = []
+    for (attack, source), rec in records.items():
+        for target in rec.clean_pred:
+            acc = rec.accuracy(target)
+            rows.append({"attack": attack, "source": source, "target": target, "relation": transfer.relation(source, target),
+                         "accuracy": round(acc.mean, 1), "95% CI": f"[{acc.low:.1f}, {acc.high:.1f}]",
+                         "target clean": round(rec.clean(target).mean, 1)})
+    return pd.DataFrame(rows)
+
+
+def matrix_table(frame: pd.DataFrame, attack: str) -> pd.DataFrame:
+    """Sources x targets for one attack, each cell "accuracy [CI]"; the last row: each target's clean accuracy."""
+    part = frame[frame["attack"] == attack]
+    cells = part.assign(cell=part["accuracy"].map("{:.1f}".format) + " " + part["95% CI"])
+    wide = cells.pivot(index="source", columns="target", values="cell")
+    order = list(dict.fromkeys(part["source"]))
+    wide = wide.reindex(index=order, columns=order)
+    clean = part.drop_duplicates("target").set_index("target")["target clean"].reindex(order)
+    wide.loc["(clean)"] = clean.map("{:.1f}".format)
+    wide.index.name, wide.columns.name = f"source ({attack})", "target"
+    return wide
+
+
+def paired_gain(records, attack: str, target: str, better: str, worse: str) -> Estimate:
+    """Target's accuracy on `better`'s adversarial images minus on `worse`'s, pp, paired over the same images."""
+    a, b = records[(attack, better)].correct(target), records[(attack, worse)].correct(target)
+    return stats.bootstrap_diff(100 * a.astype(float), 100 * b.astype(float))
+
+
+def proxy_claims(records, attack: str) -> pd.DataFrame:
+    """Per target: (1) proxy robustness: accuracy on another architecture's images minus on its own (white-box);
+    (2) heterogeneity: on another architecture's images minus on its own architecture's other seed's."""
+    targets = list(dict.fromkeys(t for (_, s), r in records.items() for t in r.clean_pred))
+    rows = []
+    for target in targets:
+        same = [s for s in targets if transfer.relation(s, target) == transfer.RELATIONS[1]]
+        for other in (s for s in targets if transfer.relation(s, target) == transfer.RELATIONS[2]):
+            for claim, worse in (("proxy robustness", target), *(("heterogeneity", s) for s in same)):
+                est = paired_gain(records, attack, target, other, worse)
+                rows.append({"claim": claim, "attack": attack, "target": target, "images from": other,
+                             "minus images from": worse, "difference (pp)": est.fmt(1), "low": est.low,
+                             "verdict": sign_verdict(est)})
+    return pd.DataFrame(rows)
+
+
+def proxy_summary(table: pd.DataFrame, claim: str) -> str:
+    """One word for a claim over all its pairs: every pair supports, some do, or none."""
+    part = table[table["claim"] == claim]
+    hits = part["verdict"].str.startswith("supports").sum()
+    against = part["verdict"].str.startswith("contradicts").sum()
+    if hits == len(part):
+        return f"supports (same sign in all {len(part)} pairs)"
+    if against == len(part):
+        return f"contradicts (opposite sign in all {len(part)} pairs)"
+    return f"partly supports ({hits} of {len(part)} pairs of the same sign, {against} opposite)"
+
+
+def plot_matrix(frame: pd.DataFrame):
+    """One heatmap per attack: the target's accuracy (%) on the source's adversarial images; the diagonal is white-box."""
+    import seaborn as sns
+
+    from .. import plots
+
+    attacks_ = list(dict.fromkeys(frame["attack"]))
+    fig, axes = plots.figure(ncols=len(attacks_), width=4.4, height=3.8)
+    for ax, attack in zip(axes[0], attacks_):
+        part = frame[frame["attack"] == attack]
+        order = list(dict.fromkeys(part["source"]))
+        wide = part.pivot(index="source", columns="target", values="accuracy").reindex(index=order, columns=order)
+        sns.heatmap(wide, annot=True, fmt=".0f", vmin=0, vmax=100, cmap="viridis", cbar=ax is axes[0][-1], ax=ax,
+                    cbar_kws={"label": "target accuracy (%)"})
+        ax.set(title=f"{attack}: source -> target", xlabel="target (shown the images)", ylabel="source (attacked)")
+    fig.tight_layout()
+    return fig
+
+
+def transfer_glue_values(records, table: pd.DataFrame, attack: str) -> dict[str, str]:
+    """The page's computed words: the two claims' summaries and the mean cell of each relation (pp)."""
+    frame = matrix_frame(records)
+    part = frame[frame["attack"] == attack]
+    means = part.groupby("relation")["accuracy"].mean()
+    keys = dict(zip(transfer.RELATIONS, ("tr_whitebox", "tr_sameseed", "tr_otherarch")))
+    return {"tr_proxy_verdict": proxy_summary(table, "proxy robustness"),
+            "tr_hetero_verdict": proxy_summary(table, "heterogeneity"),
+            **{keys[r]: f"{means[r]:.1f}" for r in transfer.RELATIONS if r in means}}

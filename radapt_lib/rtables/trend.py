@@ -1,8 +1,10 @@
 """The trend with scale: the quantities behind the verdicts, measured on smaller and larger training runs.
 
-Three axes, each a few released zoo models (`POINTS`), each with one robust fine-tune method:
+Four axes, each a few released zoo models (`POINTS`), each with one robust fine-tune method:
 - pre-training (FARE): mini-clip stopped at 120 and 240 of its 480 steps (prefixes of the released run), each with
   its own 200-step FARE fine-tune, and the released pair;
+- pre-training, finished runs (FARE): the released pair and mini-clip trained three times longer (1440 steps, its own
+  warm-up and cosine schedule) with its own 200-step FARE fine-tune;
 - fine-tuning (TeCoA), fine-tuning (TGA): the fine-tune for 200 (released) and 1000 steps from the released mini-clip.
 
 At each point `measure` reads six quantities, each a `Sampled` statistic of its units (images, or output kernels for
@@ -40,12 +42,15 @@ class ScalePoint:
 
 
 # axis -> (short key for glue names, the robust method it varies)
-AXES: dict[str, tuple[str, str]] = {"pre-training (FARE)": ("pre", "FARE"), "fine-tuning (TeCoA)": ("tecoa", "TeCoA"),
-                                    "fine-tuning (TGA)": ("tga", "TGA")}
+AXES: dict[str, tuple[str, str]] = {"pre-training (FARE)": ("pre", "FARE"),
+                                    "pre-training, finished runs (FARE)": ("prefull", "FARE"),
+                                    "fine-tuning (TeCoA)": ("tecoa", "TeCoA"), "fine-tuning (TGA)": ("tga", "TGA")}
 POINTS: tuple[ScalePoint, ...] = (
     ScalePoint("pre-training (FARE)", 120, "mini-clip-120", "mini-fare-p120"),
     ScalePoint("pre-training (FARE)", 240, "mini-clip-240", "mini-fare-p240"),
     ScalePoint("pre-training (FARE)", 480, "mini-clip", "mini-fare"),
+    ScalePoint("pre-training, finished runs (FARE)", 480, "mini-clip", "mini-fare"),
+    ScalePoint("pre-training, finished runs (FARE)", 1440, "mini-clip-1440", "mini-fare-p1440"),
     ScalePoint("fine-tuning (TeCoA)", 200, "mini-clip", "mini-tecoa"),
     ScalePoint("fine-tuning (TeCoA)", 1000, "mini-clip", "mini-tecoa-1000"),
     ScalePoint("fine-tuning (TGA)", 200, "mini-clip", "mini-tga"),
@@ -287,6 +292,19 @@ def claim_trends(table: pd.DataFrame) -> pd.DataFrame:
                          "mixed (" + ", ".join(f"{words.count(w)} {w}" for w in dict.fromkeys(words)) + ")") if words else "n/a"
         rows.append(row)
     return pd.DataFrame(rows).set_index("claim")
+
+
+def strength_values(result: TrendRun) -> dict[str, str]:
+    """How much stronger each axis's models got, end point to end point: the robust model's robust and clean accuracy
+    and CLIP's clean accuracy, each as "start -> end" with its interval."""
+    out = {}
+    for axis, (short, _) in AXES.items():
+        part = result.strength.loc[axis].sort_index() if axis in result.strength.index else None
+        if part is None or len(part) < 2:
+            continue
+        for key, column in (("rob", "robust model robust"), ("clean", "robust model clean"), ("clip", "CLIP clean")):
+            out[f"tr_{short}_{key}"] = f"{part[column].iloc[0]} -> {part[column].iloc[-1]}"
+    return out
 
 
 def glue_values(table: pd.DataFrame, by_claim: pd.DataFrame) -> dict[str, str]:

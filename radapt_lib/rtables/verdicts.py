@@ -31,6 +31,14 @@ def sign_answer(diff: stats.Estimate, paper: float) -> str:
     return "same sign" if (diff.low > 0) == (paper > 0) else "opposite sign"
 
 
+def sign_verdict(est: stats.Estimate, expected: int = 1) -> str:
+    """A neighbouring work's claim that an effect has the sign `expected` (+1 / -1): question 1 alone, because the
+    neighbours report no numbers to compare with (HPT-GPD) or none on our scale (MAA)."""
+    answer = sign_answer(est, expected)
+    return {"same sign": "supports (same sign)", "opposite sign": "contradicts (opposite sign)"}.get(
+        answer, "cannot decide (sign undecided)")
+
+
 def size_answer(diff: stats.Estimate, paper: float) -> str:
     """Question 2: is the paper's value inside our CI, and if not, is our effect smaller or larger?"""
     if diff.low <= paper <= diff.high:
