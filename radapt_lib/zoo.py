@@ -8,8 +8,8 @@ Either failure is a `ZooError` naming `scripts/train_zoo.sh`, which retrains fro
 mini-clip is released whole; each fine-tune releases only its vision tower (the text tower is its parent
 CLIP's), so towers are shared, not copied. The other CLIPs (the trend's mini-clip stopped early or trained longer,
 the retrieval page's mini-clip-mosaic, ...) are released whole but for their token embedding, of which only the rows
-that the pages' prompts and captions use are kept (`prune_tokens`, `kept_token_ids`): ~49,380 of its 49,408 rows are 25 MB that no page reads, and
-a prompt that needs a dropped row is refused.
+that the pages' prompts and captions use are kept (`prune_tokens`, `kept_token_ids`): ~49,380 of its 49,408 rows are
+25 MB that no page reads, and a prompt that needs a dropped row is refused.
 """
 from __future__ import annotations
 

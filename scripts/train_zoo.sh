@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Retrain the mini zoo from scratch and re-release it into zoo/ (weights + manifest.json).
-#   scripts/train_zoo.sh                   # every model, in order (~25-35 min on 2 CPU cores)
+#   scripts/train_zoo.sh                   # every model, in order (~5.5 h on 2 CPU cores: the manifest's minutes)
 #   scripts/train_zoo.sh mini-fare         # one model (fine-tunes start from the released mini-clip)
 #   scripts/train_zoo.sh --maa             # retrain the MAA adapters (every variant, or the ones named)
 #   scripts/train_zoo.sh --check           # only retrain the short prefixes and compare with the manifest

@@ -75,3 +75,12 @@ def test_the_paper_values_come_from_reference():
     assert trend.BY_KEY["rep"].paper["FARE"] == pytest.approx(100 * 80.7 / t1["FARE"]["Caltech256"], abs=0.05)
     assert {p.axis for p in trend.POINTS} == set(trend.AXES)
     assert len(trend.points_for("paper")) == len(trend.AXES)  # the paper profile: one point per axis
+
+
+def test_strength_values_read_each_axis_from_its_smallest_to_its_largest_point():
+    axes = list(trend.AXES)
+    rows = [(axes[0], 480, "c", "3"), (axes[0], 120, "a", "1"), (axes[0], 240, "b", "2"), (axes[2], 200, "x", "9")]
+    strength = pd.DataFrame([{"axis": a, "steps": s, "robust model robust": r, "robust model clean": c, "CLIP clean": c}
+                             for a, s, r, c in rows]).set_index(["axis", "steps"])
+    values = trend.strength_values(trend.TrendRun(pd.DataFrame(), strength, {}, 0))
+    assert values == {"tr_pre_rob": "a -> c", "tr_pre_clean": "1 -> 3", "tr_pre_clip": "1 -> 3"}  # one point: no trend

@@ -298,12 +298,12 @@ def strength_values(result: TrendRun) -> dict[str, str]:
     """How much stronger each axis's models got, end point to end point: the robust model's robust and clean accuracy
     and CLIP's clean accuracy, each as "start -> end" with its interval."""
     out = {}
-    for axis, (short, _) in AXES.items():
-        part = result.strength.loc[axis].sort_index() if axis in result.strength.index else None
-        if part is None or len(part) < 2:
+    for axis, part in result.strength.groupby(level="axis", sort=False):
+        if len(part) < 2:  # the paper profile: one point per axis, nothing to compare
             continue
+        part = part.sort_index(level="steps")
         for key, column in (("rob", "robust model robust"), ("clean", "robust model clean"), ("clip", "CLIP clean")):
-            out[f"tr_{short}_{key}"] = f"{part[column].iloc[0]} -> {part[column].iloc[-1]}"
+            out[f"tr_{AXES[axis][0]}_{key}"] = f"{part[column].iloc[0]} -> {part[column].iloc[-1]}"
     return out
 
 
